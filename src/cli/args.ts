@@ -1,0 +1,74 @@
+/**
+ * Command-line parsing with node's built-in `util.parseArgs`.
+ * @packageDocumentation
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../errors.js';
+import type { ListenConfig } from '../config/schema.js';
+
+/** Parsed command line. */
+export interface CliArgs {
+  readonly config: string | undefined;
+  readonly listen: ListenConfig[];
+  readonly help: boolean;
+  readonly version: boolean;
+  readonly check: boolean;
+  readonly logLevel: string | undefined;
+}
+
+/** The `--help` text. */
+export const USAGE = `Usage: socksmith [options]
+
+A plugin-based SOCKS4/4a/5 proxy with Tor's SOCKS extensions.
+
+Options:
+  -c, --config FILE       load FILE (.ts .js .mjs .json .yaml) instead of searching
+                          for proxy.config.ts (and friends) in the working directory
+  -l, --listen HOST:PORT  listen here instead of the config's listeners; repeatable;
+                          IPv6 as [::1]:1080; port 0 picks a free port
+      --log-level LEVEL   fatal, error, warn, info, debug, trace or silent
+      --check             validate the configuration (plugins included) and exit
+  -h, --help              show this help
+  -V, --version           print the version
+
+Prints "socksmith listening on HOST:PORT" on stdout per listener once all are bound;
+logs are JSON lines on stderr. SIGTERM/SIGINT drain open tunnels (timeouts.drain), then exit 0.
+Exit codes: 0 ok, 64 bad flags, 69 cannot listen, 70 runtime error, 78 bad config.
+Docs: README.md and docs/ in the package.`;
+
+/** Parse `HOST:PORT` or `[IPv6]:PORT`. */
+export function parseListen(value: string): ListenConfig {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(value) ?? /^([^:\s]+):(\d+)$/.exec(value);
+  if (!m || Number(m[2]) > 65535) throw new ConfigError('--listen', `must be HOST:PORT or [IPv6]:PORT, got ${JSON.stringify(value)}`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+/** Parse argv (without node and script). Throws a ConfigError with key `--flag` on bad input. */
+export function parseCliArgs(argv: readonly string[]): CliArgs {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: 'string', short: 'c' },
+        listen: { type: 'string', short: 'l', multiple: true },
+        'log-level': { type: 'string' },
+        check: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', short: 'V', default: false },
+      },
+    }));
+  } catch (err) {
+    throw new ConfigError('', (err as Error).message.split('\n')[0] ?? 'bad arguments');
+  }
+  return {
+    config: values.config,
+    listen: (values.listen ?? []).map(parseListen),
+    help: values.help ?? false,
+    version: values.version ?? false,
+    check: values.check ?? false,
+    logLevel: values['log-level'],
+  };
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env node
+/**
+ * `socksmith` command: load the config, start the proxy, print one `listening on` line per
+ * listener on stdout, drain on SIGTERM/SIGINT.
+ * @packageDocumentation
+ */
+import 'reflect-metadata';
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { loadConfigFile } from '../config/load.js';
+import { resolveConfig } from '../config/normalize.js';
+import type { ResolvedConfig } from '../config/types.js';
+import { ConfigError, SocksmithError, errorMessage } from '../errors.js';
+import { loadPlugins } from '../kernel/plugin-loader.js';
+import { createLogger, LOG_LEVELS } from '../logger.js';
+import { formatHostPort } from '../protocol/address.js';
+import { SocksmithProxy } from '../proxy.js';
+import { type CliArgs, USAGE, parseCliArgs } from './args.js';
+import { ExitCode } from './exit-codes.js';
+
+function version(): string {
+  const pkg = JSON.parse(fs.readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function die(message: string, code: number): never {
+  process.stderr.write(`socksmith: ${message}\n`);
+  process.exit(code);
+}
+
+function isConfigError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && (code.startsWith('SOCKSMITH_ERR_CONFIG_') || code === 'SOCKSMITH_ERR_PLUGIN_DEPENDENCY');
+}
+
+/** Apply command-line overrides to the raw config, before validation. */
+function withOverrides(raw: unknown, args: CliArgs): unknown {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw; // validation reports it
+  const out: Record<string, unknown> = { ...(raw as Record<string, unknown>) };
+  if (args.listen.length > 0) out.listen = args.listen;
+  if (args.logLevel !== undefined) {
+    if (!(LOG_LEVELS as readonly string[]).includes(args.logLevel)) throw new ConfigError('--log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
+    out.log = { ...(out.log as object | undefined), level: args.logLevel };
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  let args;
+  try {
+    args = parseCliArgs(process.argv.slice(2));
+  } catch (err) {
+    die(`${errorMessage(err)}\n${USAGE.split('\n')[0]}`, ExitCode.USAGE);
+  }
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (args.version) {
+    process.stdout.write(`${version()}\n`);
+    return;
+  }
+  let config: ResolvedConfig;
+  try {
+    const { raw, source } = await loadConfigFile({ file: args.config, cwd: process.cwd() });
+    config = resolveConfig(withOverrides(raw, args), source);
+    if (args.check) {
+      await loadPlugins(config);
+      process.stdout.write(`socksmith: configuration ok${config.source.file ? ` (${config.source.file})` : ' (defaults)'}\n`);
+      return;
+    }
+  } catch (err) {
+    if (isConfigError(err)) die(`config error: ${errorMessage(err)}`, ExitCode.CONFIG);
+    throw err;
+  }
+
+  const logger = createLogger(config.log.level);
+  let proxy: SocksmithProxy;
+  try {
+    proxy = await SocksmithProxy.create(config, { logger });
+  } catch (err) {
+    if (isConfigError(err)) die(`config error: ${errorMessage(err)}`, ExitCode.CONFIG);
+    throw err;
+  }
+  try {
+    const bound = await proxy.listen();
+    for (const b of bound) process.stdout.write(`socksmith listening on ${formatHostPort(b.host, b.port)}\n`);
+    logger.info({ listeners: bound.map((b) => formatHostPort(b.host, b.port)), upstream: proxy.kernel.upstream.name, plugins: config.plugins.map((p) => p.name), config: config.source.file }, 'socksmith started');
+  } catch (err) {
+    const code = (err as SocksmithError)?.code === 'SOCKSMITH_ERR_LISTEN' ? ExitCode.UNAVAILABLE : ExitCode.SOFTWARE;
+    logger.flush?.();
+    die(errorMessage(err), code);
+  }
+
+  let signals = 0;
+  const stop = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      logger.warn({ signal }, 'second signal, closing all connections now');
+      void proxy.close(0).finally(() => process.exit(ExitCode.OK));
+      return;
+    }
+    logger.info({ signal, drainMs: config.timeouts.drain, open: proxy.kernel.connectionCount }, 'shutting down');
+    void proxy.close().then(
+      () => {
+        logger.info('stopped');
+        logger.flush?.();
+        setImmediate(() => process.exit(ExitCode.OK));
+      },
+      (err: unknown) => {
+        logger.error({ err: errorMessage(err) }, 'error during shutdown');
+        process.exit(ExitCode.SOFTWARE);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`socksmith: ${errorMessage(err)}\n${(err as Error)?.stack ?? ''}\n`);
+  process.exit(ExitCode.SOFTWARE);
+});

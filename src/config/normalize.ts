@@ -1,0 +1,99 @@
+/**
+ * Normalization: validated config input → {@link ResolvedConfig} with every default applied.
+ * Order (webpack `lib/webpack.js`, fastify `initial-config-validation.js`): validate the raw file →
+ * validate the upstream against its type → normalize plugins (`true|false|{}` → entries) →
+ * defaults → deep-freeze. Plugin options are checked against each plugin's schema later, when
+ * the plugin class is known (kernel/plugin-loader.ts).
+ * @packageDocumentation
+ */
+import path from 'node:path';
+import { ConfigError } from '../errors.js';
+import { BUILTIN_PLUGINS, BUILTIN_PLUGIN_NAMES, isBuiltinPlugin } from './builtins.js';
+import { ConfigSchema, CustomPluginEntrySchema, UPSTREAM_SCHEMAS, type ConfigInput, type UpstreamConfig } from './schema.js';
+import type { PluginEntry, ResolvedConfig } from './types.js';
+import { deepFreeze, suggest, validate } from './validate.js';
+
+/** The defaults, as documented in docs/config.md. */
+export const DEFAULTS = Object.freeze({
+  listen: [{ host: '127.0.0.1', port: 1080 }],
+  resolver: { timeout: 5000, tries: 2, cache: { maxEntries: 10000, maxTtl: 3600, systemTtl: 30, negativeTtl: 5 } },
+  timeouts: { handshake: 30000, connect: 30000, idle: 0, drain: 10000, pluginStart: 10000 },
+  limits: { earlyData: 65536 },
+  log: { level: 'info' as const },
+});
+
+/** Resolve a module specifier from the config: relative paths against the config's folder. */
+export function resolveModuleSpecifier(spec: string, dir: string): string {
+  if (spec.startsWith('./') || spec.startsWith('../') || spec === '.' || spec === '..') return path.resolve(dir, spec);
+  if (path.isAbsolute(spec)) return spec;
+  return spec; // a package name
+}
+
+function normalizePlugins(input: ConfigInput['plugins'], dir: string): PluginEntry[] {
+  const raw = input ?? {};
+  const out: PluginEntry[] = [];
+  for (const b of BUILTIN_PLUGINS) {
+    const v = raw[b.name];
+    const enabled = v === undefined ? b.defaultEnabled : v !== false;
+    if (enabled) out.push({ name: b.name, builtin: true, module: undefined, options: typeof v === 'object' ? v : {} });
+  }
+  for (const [name, v] of Object.entries(raw)) {
+    if (isBuiltinPlugin(name)) continue;
+    const key = `plugins.${name}`;
+    if (typeof v !== 'object' || v === null) {
+      const hint = suggest(name, BUILTIN_PLUGIN_NAMES);
+      throw new ConfigError(
+        key,
+        `unknown plugin${hint ? ` (did you mean "${hint}"?)` : ''}; built-ins are ${BUILTIN_PLUGIN_NAMES.join(', ')}, and a custom plugin is { module, options }`,
+      );
+    }
+    if (!('module' in v)) {
+      const hint = suggest(name, BUILTIN_PLUGIN_NAMES);
+      if (hint) throw new ConfigError(key, `unknown plugin (did you mean "${hint}"?); a custom plugin is { module, options }`);
+    }
+    const entry = validate<{ module: string; options?: unknown; enabled?: boolean }>(CustomPluginEntrySchema, v, key);
+    if (entry.enabled === false) continue;
+    out.push({ name, builtin: false, module: resolveModuleSpecifier(entry.module, dir), options: entry.options ?? {} });
+  }
+  return out;
+}
+
+function normalizeUpstream(input: ConfigInput['upstream'], dir: string): UpstreamConfig {
+  if (input === undefined) return { type: 'direct' };
+  const schema = UPSTREAM_SCHEMAS[input.type];
+  const up = validate<UpstreamConfig>(schema, input, 'upstream');
+  if (up.type === 'module') return { ...up, module: resolveModuleSpecifier(up.module, dir) };
+  return up;
+}
+
+/**
+ * Validate a raw config object and return the frozen {@link ResolvedConfig}.
+ * Throws a {@link ConfigError} naming the first bad key.
+ */
+export function resolveConfig(raw: unknown, source: { file: string | undefined; dir: string }): ResolvedConfig {
+  const input = validate<ConfigInput>(ConfigSchema, raw ?? {}, '');
+  const resolver = input.resolver ?? {};
+  const cfg: ResolvedConfig = {
+    listen: input.listen ?? DEFAULTS.listen.map((l) => ({ ...l })),
+    resolver: {
+      servers: resolver.servers,
+      timeout: resolver.timeout ?? DEFAULTS.resolver.timeout,
+      tries: resolver.tries ?? DEFAULTS.resolver.tries,
+      cache: { ...DEFAULTS.resolver.cache, ...resolver.cache },
+    },
+    upstream: normalizeUpstream(input.upstream, source.dir),
+    plugins: normalizePlugins(input.plugins, source.dir),
+    timeouts: { ...DEFAULTS.timeouts, ...input.timeouts },
+    limits: { ...DEFAULTS.limits, ...input.limits },
+    log: { level: input.log?.level ?? DEFAULTS.log.level },
+    source,
+  };
+  if (cfg.resolver.servers) cfg.resolver.servers.forEach((s, i) => checkDnsServer(s, `resolver.servers.${i}`));
+  return deepFreeze(cfg);
+}
+
+/** Check `IP`, `IP:PORT` or `[IPv6]:PORT`. */
+function checkDnsServer(s: string, key: string): void {
+  const m = /^\[([0-9a-fA-F:.]+)\](?::(\d{1,5}))?$/.exec(s) ?? /^(\d{1,3}(?:\.\d{1,3}){3})(?::(\d{1,5}))?$/.exec(s) ?? /^([0-9a-fA-F:]*:[0-9a-fA-F:.]*)()$/.exec(s);
+  if (!m || (m[2] && Number(m[2]) > 65535)) throw new ConfigError(key, `must be IP, IP:PORT or [IPv6]:PORT, got ${JSON.stringify(s)}`);
+}

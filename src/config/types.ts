@@ -1,0 +1,55 @@
+/**
+ * The configuration after validation, normalization and defaults: what the kernel and plugins see.
+ * Deep-frozen.
+ * @packageDocumentation
+ */
+import type { LogLevel } from '../logger.js';
+import type { ListenConfig, UpstreamConfig } from './schema.js';
+
+/** One plugin as the config enables it (before its options are checked against its schema). */
+export interface PluginEntry {
+  /** Config key, also the tap name. */
+  readonly name: string;
+  /** True for the six built-ins. */
+  readonly builtin: boolean;
+  /** For custom plugins: an absolute path or a package name. */
+  readonly module: string | undefined;
+  /** Options as written (`{}` for `true`); defaults are filled in when the plugin's schema is applied. */
+  readonly options: unknown;
+}
+
+/** Resolver settings with defaults applied. */
+export interface ResolvedResolverConfig {
+  readonly servers: readonly string[] | undefined;
+  readonly timeout: number;
+  readonly tries: number;
+  readonly cache: {
+    readonly maxEntries: number;
+    readonly maxTtl: number;
+    readonly systemTtl: number;
+    readonly negativeTtl: number;
+  };
+}
+
+/** The whole configuration, normalized. */
+export interface ResolvedConfig {
+  readonly listen: readonly ListenConfig[];
+  readonly resolver: ResolvedResolverConfig;
+  /** For `type: 'module'`, `module` is already resolved against the config file's folder. */
+  readonly upstream: UpstreamConfig;
+  /** Enabled plugins, built-ins first (in their fixed order), then custom ones in config order. */
+  readonly plugins: readonly PluginEntry[];
+  readonly timeouts: {
+    readonly handshake: number;
+    readonly connect: number;
+    readonly idle: number;
+    readonly drain: number;
+    readonly pluginStart: number;
+  };
+  readonly limits: {
+    readonly earlyData: number;
+  };
+  readonly log: { readonly level: LogLevel };
+  /** Where the config came from. */
+  readonly source: { readonly file: string | undefined; readonly dir: string };
+}

@@ -1,0 +1,145 @@
+/**
+ * JSON-schema validation with ajv, and error messages that fit on one line and name the key.
+ *
+ * Validators are compiled once per schema and cached (never per connection). Validation fills in
+ * `default` values (ajv `useDefaults`) on a copy, never on the caller's object.
+ * @packageDocumentation
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { ConfigError } from '../errors.js';
+
+const ajv = new Ajv({ allErrors: false, strict: true, useDefaults: true, verbose: true, allowUnionTypes: true });
+const compiled = new WeakMap<object, ValidateFunction>();
+
+function validatorFor(schema: object): ValidateFunction {
+  let v = compiled.get(schema);
+  if (!v) {
+    v = ajv.compile(schema);
+    compiled.set(schema, v);
+  }
+  return v;
+}
+
+/** Join a dotted key path: `join('plugins.isolation', 'foo')` → `plugins.isolation.foo`. */
+export function joinKey(prefix: string, key: string): string {
+  if (!prefix) return key;
+  if (!key) return prefix;
+  return `${prefix}.${key}`;
+}
+
+function pathOf(prefix: string, instancePath: string): string {
+  const parts = instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  return parts.reduce(joinKey, prefix);
+}
+
+function describe(schema: unknown): string {
+  const d = (schema as { description?: unknown } | undefined)?.description;
+  return typeof d === 'string' ? ` (${d})` : '';
+}
+
+/** Levenshtein distance, for "did you mean" hints on misspelled keys. */
+function distance(a: string, b: string): number {
+  const dp = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = dp[0]!;
+    dp[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = dp[j]!;
+      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return dp[b.length]!;
+}
+
+/** The closest of `candidates` to `word`, if it is close enough to be a likely typo. */
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = distance(word, c);
+    if (d < bestD) {
+      best = c;
+      bestD = d;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+/** Turn one ajv error into a {@link ConfigError} naming the full key path. */
+export function toConfigError(err: ErrorObject, prefix: string): ConfigError {
+  const path = pathOf(prefix, err.instancePath);
+  switch (err.keyword) {
+    case 'additionalProperties': {
+      const key = String((err.params as { additionalProperty: string }).additionalProperty);
+      const allowed = Object.keys((err.parentSchema as { properties?: object } | undefined)?.properties ?? {}).filter((k) => k !== '$schema');
+      const hint = suggest(key, allowed);
+      const tail = hint ? ` (did you mean "${hint}"?` + ` allowed: ${allowed.join(', ')})` : allowed.length ? ` (allowed: ${allowed.join(', ')})` : '';
+      return new ConfigError(joinKey(path, key), `unknown key${tail}`);
+    }
+    case 'required': {
+      const key = String((err.params as { missingProperty: string }).missingProperty);
+      const prop = (err.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties?.[key];
+      return new ConfigError(joinKey(path, key), `required key is missing${describe(prop)}`);
+    }
+    case 'type':
+      return new ConfigError(path, `must be ${(err.params as { type: string }).type}${describe(err.parentSchema)}`);
+    case 'const':
+      return new ConfigError(path, `must be ${JSON.stringify((err.params as { allowedValue: unknown }).allowedValue)}${describe(err.parentSchema)}`);
+    case 'enum':
+      return new ConfigError(path, `must be one of ${((err.params as { allowedValues: unknown[] }).allowedValues).map((v) => JSON.stringify(v)).join(', ')}`);
+    case 'anyOf': {
+      const branches = ((err.schema as Array<{ const?: unknown; type?: unknown }>) ?? []).map((b) =>
+        b.const !== undefined ? JSON.stringify(b.const) : String(b.type ?? 'value'),
+      );
+      return new ConfigError(path, `must be one of: ${branches.join(', ')}${describe(err.parentSchema)}`);
+    }
+    default:
+      return new ConfigError(path, `${err.message ?? 'is invalid'}${describe(err.parentSchema)}`);
+  }
+}
+
+/**
+ * Validate `value` against `schema`. Returns a deep copy with defaults filled in; throws a
+ * {@link ConfigError} whose message names `prefix` + the failing key.
+ */
+export function validate<T>(schema: object, value: unknown, prefix: string): T {
+  const copy = value === undefined ? undefined : structuredCloneConfig(value);
+  const v = validatorFor(schema);
+  if (!v(copy)) {
+    const errors = v.errors ?? [];
+    // With unions ajv reports one error per branch; the most specific (deepest) one is the useful one.
+    const best = [...errors].sort((a, b) => b.instancePath.length - a.instancePath.length)[0];
+    throw best ? toConfigError(best, prefix) : new ConfigError(prefix, 'is invalid');
+  }
+  return copy as T;
+}
+
+/**
+ * Deep-copy plain config data. Functions, class instances and symbols are kept by reference (a
+ * TypeScript config may hold them in places the schema types as unknown).
+ */
+export function structuredCloneConfig<T>(value: T): T {
+  if (Array.isArray(value)) return value.map((v) => structuredCloneConfig(v)) as T;
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = structuredCloneConfig(v);
+    return out as T;
+  }
+  return value;
+}
+
+/** Recursively freeze plain objects and arrays. */
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    const proto = Object.getPrototypeOf(value);
+    if (Array.isArray(value) || proto === Object.prototype || proto === null) {
+      Object.freeze(value);
+      for (const v of Object.values(value as object)) deepFreeze(v);
+    }
+  }
+  return value;
+}

@@ -1,0 +1,73 @@
+/**
+ * Building the DI container of one proxy instance: explicit registrations, no global state.
+ *
+ * Each proxy gets its own child of tsyringe's root container (nothing is ever registered on the
+ * root), so two proxies in one process share nothing. Plugins and custom upstreams are resolved
+ * from a further child in which `Tokens.PluginOptions` holds their validated options.
+ * @packageDocumentation
+ */
+import { Lifecycle, container as rootContainer, type DependencyContainer } from 'tsyringe';
+import { systemClock, type Clock } from '../clock.js';
+import type { ResolvedConfig } from '../config/types.js';
+import { ConfigError, errorMessage } from '../errors.js';
+import { createHooks } from '../kernel/hooks.js';
+import { Kernel } from '../kernel/kernel.js';
+import { loadDefaultExport, validateOptions } from '../kernel/plugin-loader.js';
+import type { Logger } from '../logger.js';
+import { DnsResolver } from '../resolver/dns-resolver.js';
+import { NameResolution } from '../resolver/name-resolution.js';
+import { DirectUpstream } from '../upstream/direct.js';
+import { Socks5Upstream } from '../upstream/socks5.js';
+import type { Upstream } from '../upstream/types.js';
+import { Tokens } from './tokens.js';
+
+/** A class tsyringe can construct. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Constructor<T> = new (...args: any[]) => T;
+
+/**
+ * Construct `Class` from a child of `parent` in which `Tokens.PluginOptions` is `options`.
+ * Classes without decorators are supported too: `new Class(options)`.
+ */
+export function constructWithOptions<T>(parent: DependencyContainer, Class: Constructor<T>, options: unknown): T {
+  const child = parent.createChildContainer();
+  child.register(Tokens.PluginOptions, { useValue: options });
+  try {
+    return child.resolve(Class);
+  } catch (err) {
+    if (/TypeInfo not known/.test(errorMessage(err))) return new Class(options);
+    throw err;
+  }
+}
+
+/** Is this a class whose instances look like an {@link Upstream}? */
+function isUpstreamClass(value: unknown): value is Constructor<Upstream> & { meta?: { schema?: object } } {
+  return typeof value === 'function' && typeof (value as { prototype?: { connect?: unknown } }).prototype?.connect === 'function';
+}
+
+/** Build the container for one proxy: config, logger, clock, hooks, resolver, upstream, kernel. */
+export async function createContainer(config: ResolvedConfig, logger: Logger, clock: Clock = systemClock): Promise<DependencyContainer> {
+  const c = rootContainer.createChildContainer();
+  c.register(Tokens.Config, { useValue: config });
+  c.register(Tokens.Logger, { useValue: logger });
+  c.register(Tokens.Clock, { useValue: clock });
+  c.register(Tokens.Hooks, { useValue: createHooks() });
+  c.register(Tokens.Resolver, { useClass: DnsResolver }, { lifecycle: Lifecycle.ContainerScoped });
+  c.register(Tokens.NameResolution, { useClass: NameResolution }, { lifecycle: Lifecycle.ContainerScoped });
+  const up = config.upstream;
+  if (up.type === 'direct') {
+    c.register(Tokens.Upstream, { useClass: DirectUpstream }, { lifecycle: Lifecycle.ContainerScoped });
+  } else if (up.type === 'socks5') {
+    c.register(Tokens.Upstream, { useClass: Socks5Upstream }, { lifecycle: Lifecycle.ContainerScoped });
+  } else {
+    const Class = await loadDefaultExport(up.module, config.source.dir, 'upstream.module');
+    if (!isUpstreamClass(Class)) {
+      throw new ConfigError('upstream.module', `${up.module} must export (default) a class with a connect(destination, conn, options) method`, 'SOCKSMITH_ERR_CONFIG_MODULE');
+    }
+    const options = validateOptions(Class.meta?.schema, up.options, 'upstream.options');
+    const instance = constructWithOptions(c, Class, options);
+    c.register(Tokens.Upstream, { useValue: instance });
+  }
+  c.register(Tokens.Kernel, { useClass: Kernel }, { lifecycle: Lifecycle.ContainerScoped });
+  return c;
+}

@@ -1,0 +1,75 @@
+/**
+ * socksmith's public API: everything a config file, a plugin or an embedder needs.
+ *
+ * Import only from `'socksmith'` in plugins (never from its internal paths), so that a plugin
+ * and the proxy share one copy of the tokens and classes.
+ * @packageDocumentation
+ */
+import 'reflect-metadata';
+
+export { inject, injectable } from 'tsyringe';
+export type { DependencyContainer } from 'tsyringe';
+
+export { defineConfig, type SocksmithConfig } from './config/define-config.js';
+export type { ConfigInput, ListenConfig, UpstreamConfig, DirectUpstreamConfig, Socks5UpstreamConfig, ModuleUpstreamConfig, ResolverConfig } from './config/schema.js';
+export type { ResolvedConfig, PluginEntry, ResolvedResolverConfig } from './config/types.js';
+export { loadConfig } from './config/load.js';
+export { resolveConfig, DEFAULTS } from './config/normalize.js';
+export { BUILTIN_PLUGINS, BUILTIN_PLUGIN_NAMES, type BuiltinPluginName } from './config/builtins.js';
+
+export { Tokens, resolveToken, type Token } from './di/tokens.js';
+
+export { Kernel } from './kernel/kernel.js';
+export { Stage, type StageValue } from './kernel/stages.js';
+export { ConnectionContext } from './kernel/context.js';
+export type { ListenerInfo, Credentials, CredentialSource, UpstreamCredentials, FrontendProtocol } from './kernel/context.js';
+export { HOOK_NAMES } from './kernel/hooks.js';
+export type {
+  Hooks,
+  GreetingInfo,
+  GreetingDecision,
+  Takeover,
+  TakeoverHandler,
+  AuthInfo,
+  AuthDecision,
+  Reply,
+  ResolveQuery,
+  ResolveAnswer,
+  ResolvedAddress,
+  DataInfo,
+  DataDirection,
+} from './kernel/hooks.js';
+export type { PluginMeta, SocksmithPlugin, PluginClass } from './kernel/plugin.js';
+export { EarlyData } from './kernel/early-data.js';
+
+export type { Upstream, UpstreamStream, ConnectFn, ConnectOptions, UpstreamInterceptor } from './upstream/types.js';
+export { composeUpstream } from './upstream/types.js';
+export { DirectUpstream } from './upstream/direct.js';
+export { Socks5Upstream, type Socks5UpstreamOptions } from './upstream/socks5.js';
+export { repForError, ERRNO_TO_REP } from './upstream/errors.js';
+
+export type { Resolver, LookupOptions } from './resolver/types.js';
+export { DnsResolver } from './resolver/dns-resolver.js';
+export { NameResolution } from './resolver/name-resolution.js';
+
+export * from './protocol/constants.js';
+export * from './protocol/address.js';
+export * from './protocol/codec.js';
+export * from './protocol/names.js';
+export { ServerHandshake, classifyFirstByte, socks4Rejection, socks5ErrorReply, type HandshakeEvent, type HandshakeState, type ProtocolGuess } from './protocol/server-handshake.js';
+
+export {
+  ErrorCodes,
+  type ErrorCode,
+  SocksmithError,
+  ProtocolError,
+  ConfigError,
+  UpstreamError,
+  ResolveError,
+  PluginHookError,
+  hasCode,
+} from './errors.js';
+
+export { createLogger, type Logger, type LogLevel } from './logger.js';
+export { systemClock, type Clock } from './clock.js';
+export { SocksmithProxy, createProxy, type CreateProxyOptions } from './proxy.js';

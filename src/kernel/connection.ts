@@ -1,0 +1,532 @@
+/**
+ * The per-connection driver: the only code that touches a client socket.
+ *
+ * It feeds bytes to the sans-IO handshake, calls the hooks, writes replies in order, opens the
+ * upstream, then relays with backpressure and half-close. Every way a connection ends goes
+ * through one idempotent {@link Connection.finish}. docs/architecture.md draws the lifecycle.
+ * @packageDocumentation
+ */
+import type { Socket } from 'node:net';
+import { PluginHookError, errorMessage } from '../errors.js';
+import { type SocksAddress, ZERO_ADDRESS, formatAddress } from '../protocol/address.js';
+import type { SocksRequest } from '../protocol/codec.js';
+import { encodeSocks4Reply, encodeSocks5Reply } from '../protocol/codec.js';
+import { Command, Method, Rep, Socks4Rep, commandName, repName } from '../protocol/constants.js';
+import { ServerHandshake, socks4Rejection, socks5ErrorReply } from '../protocol/server-handshake.js';
+import { repForError } from '../upstream/errors.js';
+import type { UpstreamStream } from '../upstream/types.js';
+import { UpstreamError } from '../errors.js';
+import { ConnectionContext, type Credentials } from './context.js';
+import { EarlyData } from './early-data.js';
+import type { DataInfo, GreetingDecision, Reply, Takeover } from './hooks.js';
+import type { Kernel } from './kernel.js';
+import { relay } from './relay.js';
+
+type Phase = 'handshake' | 'request' | 'relay' | 'takeover' | 'closing' | 'closed';
+
+/** How long a connection that was answered and ended may linger for the client to read and close. */
+const LINGER_MS = 5000;
+
+/** Encode a reply for SOCKS5: `05 REP 00 ATYP BND.ADDR BND.PORT`. */
+function encodeReplyV5(reply: Reply): Buffer {
+  return encodeSocks5Reply(reply.rep, reply.bound ?? ZERO_ADDRESS);
+}
+
+/**
+ * Encode a reply for SOCKS4: 5A for success, 5B otherwise. The address field carries a RESOLVE
+ * answer; CONNECT replies carry zeros, as Tor sends them.
+ */
+function encodeReplyV4(reply: Reply, request: SocksRequest): Buffer {
+  if (reply.rep !== Rep.SUCCEEDED) return socks4Rejection();
+  const b = reply.bound;
+  if (request.command !== Command.CONNECT && b && b.kind === 'ipv4') return encodeSocks4Reply(Socks4Rep.GRANTED, 0, b.host);
+  return encodeSocks4Reply(Socks4Rep.GRANTED);
+}
+
+/** One client connection. */
+export class Connection {
+  readonly ctx: ConnectionContext;
+  private phase: Phase = 'handshake';
+  private readonly hs = new ServerHandshake();
+  private buf: Buffer = Buffer.alloc(0);
+  private off = 0;
+  private processing = false;
+  private greeted = false;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private early: EarlyData | undefined;
+  private upstream: UpstreamStream | undefined;
+  private readonly abort = new AbortController();
+  private readonly upInfo: DataInfo;
+  private readonly downInfo: DataInfo;
+  private closeWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly kernel: Kernel,
+    private readonly socket: Socket,
+    ctxInit: Omit<ConstructorParameters<typeof ConnectionContext>[0], 'signal'>,
+  ) {
+    this.ctx = new ConnectionContext({ ...ctxInit, signal: this.abort.signal });
+    this.upInfo = Object.freeze({ conn: this.ctx, direction: 'up' as const });
+    this.downInfo = Object.freeze({ conn: this.ctx, direction: 'down' as const });
+  }
+
+  /** Start reading. */
+  start(): void {
+    const s = this.socket;
+    s.on('data', this.onHandshakeData);
+    s.on('error', this.onSocketError);
+    s.on('close', this.onSocketClose);
+    s.on('end', this.onClientEndEarly);
+    this.handshakeTimer = setTimeout(this.onHandshakeTimeout, this.kernel.config.timeouts.handshake);
+    this.handshakeTimer.unref?.();
+  }
+
+  /** Resolves when the connection is fully torn down. */
+  closed(): Promise<void> {
+    if (this.phase === 'closed') return Promise.resolve();
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  /** True while bytes flow (after a success reply). */
+  get relaying(): boolean {
+    return this.phase === 'relay';
+  }
+
+  /** True while no request has arrived yet (nothing accepted that could be lost). */
+  get handshaking(): boolean {
+    return this.phase === 'handshake';
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Socket events before the relay
+
+  private readonly onHandshakeData = (chunk: Buffer): void => {
+    if (this.phase === 'request') {
+      this.pushEarly(chunk);
+      return;
+    }
+    if (this.phase !== 'handshake') return; // closing: discard what a client sends after its answer
+    if (this.off >= this.buf.length) {
+      this.buf = chunk;
+      this.off = 0;
+    } else {
+      this.buf = Buffer.concat([this.buf.subarray(this.off), chunk]);
+      this.off = 0;
+    }
+    // Pipelined data beyond what any handshake needs is held but bounded: pause the client until
+    // the handshake catches up (never drop).
+    if (this.buf.length > this.kernel.config.limits.earlyData) this.socket.pause();
+    if (!this.processing) void this.process();
+  };
+
+  private readonly onClientEndEarly = (): void => {
+    // EOF before the relay: the client gave up (Tor: no reply). A request already parsed still
+    // deserves its answer only while the socket can carry it; half-closed clients (tor-resolve
+    // does not, but some scripts do) still get the reply because allowHalfOpen keeps our side open.
+    if (this.phase === 'handshake' && !this.processing) this.finish();
+  };
+
+  private readonly onSocketError = (err: Error): void => {
+    this.ctx.log.debug({ err: errorMessage(err) }, 'client socket error');
+    this.finish(err);
+  };
+
+  private readonly onSocketClose = (): void => {
+    if (this.phase !== 'relay') this.finish();
+  };
+
+  private readonly onHandshakeTimeout = (): void => {
+    if (this.phase === 'handshake' || this.phase === 'takeover') {
+      this.ctx.log.debug('handshake timeout');
+      this.finish();
+    }
+  };
+
+  // ---------------------------------------------------------------------------------------------
+  // Handshake
+
+  private async process(): Promise<void> {
+    this.processing = true;
+    try {
+      while (this.phase === 'handshake' && this.off < this.buf.length) {
+        if (!this.greeted && this.buf[this.off] !== 0x05) {
+          // SOCKS4 and unknown protocols meet onGreeting at their first byte (http-detect answers
+          // on one byte, as Tor does); SOCKS5 meets it with its whole greeting.
+          this.greeted = true;
+          const first = this.buf[this.off]!;
+          this.ctx.protocol = first === 0x04 ? 'socks4' : 'unknown';
+          const decision = await this.greeting(first, []);
+          if (this.phase !== 'handshake') return;
+          if (decision && 'takeover' in decision) return this.takeover(decision.takeover);
+          if (decision && 'reject' in decision) return this.endWith(undefined);
+          continue;
+        }
+        const ev = this.hs.step(this.buf, this.off);
+        switch (ev.type) {
+          case 'need-more':
+            if (this.socket.readableEnded) return this.finish(); // EOF mid-handshake: nothing to answer
+            if (this.socket.isPaused() && this.phase === 'handshake') this.socket.resume();
+            return;
+          case 'unknown-protocol':
+            this.ctx.log.debug({ firstByte: ev.firstByte }, 'unknown protocol, closing');
+            return this.endWith(undefined);
+          case 'error':
+            this.ctx.log.debug({ err: ev.error.message, code: ev.error.code }, 'handshake error');
+            if (ev.reply) this.ctx.reply = this.hs.version === 4 ? Rep.GENERAL_FAILURE : ev.reply[1];
+            return this.endWith(ev.reply);
+          case 'greeting': {
+            this.off += ev.length;
+            this.greeted = true;
+            this.ctx.protocol = 'socks5';
+            this.ctx.version = 5;
+            const decision = await this.greeting(0x05, ev.greeting.methods);
+            if (this.phase !== 'handshake') return;
+            if (decision && 'takeover' in decision) return this.takeover(decision.takeover);
+            let method: number;
+            if (decision && 'method' in decision) method = decision.method;
+            else if (decision && 'reject' in decision) method = Method.NO_ACCEPTABLE;
+            else method = defaultMethod(ev.greeting.methods);
+            this.ctx.method = method;
+            const bytes = this.hs.selectMethod(method);
+            if (method === Method.NO_ACCEPTABLE) return this.endWith(bytes);
+            this.socket.write(bytes);
+            break;
+          }
+          case 'auth': {
+            this.off += ev.length;
+            const credentials: Credentials = { source: 'rfc1929', username: ev.auth.username, password: ev.auth.password };
+            this.ctx.credentials = credentials;
+            const accepted = await this.authenticate(credentials);
+            if (this.phase !== 'handshake') return;
+            const bytes = this.hs.authResult(accepted);
+            if (!accepted) return this.endWith(bytes);
+            this.socket.write(bytes);
+            break;
+          }
+          case 'request': {
+            this.off += ev.length;
+            const req = ev.request;
+            this.ctx.version = req.version;
+            if (req.version === 4) {
+              this.ctx.protocol = 'socks4';
+              const credentials: Credentials = { source: 'socks4-userid', username: req.userId ?? Buffer.alloc(0), password: undefined };
+              this.ctx.credentials = credentials;
+              const accepted = await this.authenticate(credentials);
+              if (this.phase !== 'handshake') return;
+              if (!accepted) {
+                this.ctx.reply = Rep.NOT_ALLOWED;
+                return this.endWith(socks4Rejection());
+              }
+            }
+            const leftover = this.buf.subarray(this.off);
+            this.buf = Buffer.alloc(0);
+            this.off = 0;
+            const encode = req.version === 5 ? encodeReplyV5 : (r: Reply) => encodeReplyV4(r, req);
+            await this.runRequest(req, encode, leftover);
+            return;
+          }
+        }
+      }
+    } catch (err) {
+      this.failHandshake(err);
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  private async greeting(firstByte: number, methods: readonly number[]): Promise<GreetingDecision | undefined> {
+    const hook = this.kernel.hooks.onGreeting;
+    if (!hook.isUsed()) return undefined;
+    return hook.promise({ conn: this.ctx, firstByte, methods });
+  }
+
+  private async authenticate(credentials: Credentials): Promise<boolean> {
+    const hook = this.kernel.hooks.onAuth;
+    if (!hook.isUsed()) return true;
+    const d = await hook.promise({ conn: this.ctx, credentials });
+    return d === undefined || d.accept;
+  }
+
+  /** A hook failed (or a bug) during the handshake: answer in the form the state allows, then close. */
+  private failHandshake(err: unknown): void {
+    this.logHookError(err);
+    if (this.phase !== 'handshake') return;
+    let bytes: Buffer | undefined;
+    switch (this.hs.state) {
+      case 'await-method-decision':
+        bytes = Buffer.from([0x05, Method.NO_ACCEPTABLE]);
+        break;
+      case 'await-auth-decision':
+        bytes = Buffer.from([0x01, 0x01]);
+        break;
+      default:
+        bytes = this.hs.version === 4 ? socks4Rejection() : this.hs.version === 5 ? socks5ErrorReply(Rep.GENERAL_FAILURE) : undefined;
+    }
+    this.ctx.reply = Rep.GENERAL_FAILURE;
+    this.endWith(bytes);
+  }
+
+  private logHookError(err: unknown): void {
+    if (err instanceof PluginHookError || (err as { code?: string })?.code === 'SOCKSMITH_ERR_PLUGIN_HOOK') {
+      const e = err as PluginHookError;
+      this.ctx.log.warn({ plugin: e.plugin, hook: e.hook, err: errorMessage(e.cause) }, e.message);
+    } else {
+      this.ctx.log.error({ err: errorMessage(err), stack: (err as Error)?.stack }, 'internal error in connection');
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Takeover (a plugin serves the connection, e.g. http-detect)
+
+  private takeover(handler: (t: Takeover) => void | Promise<void>): void {
+    this.phase = 'takeover';
+    this.socket.removeListener('data', this.onHandshakeData);
+    const buffered = this.buf.subarray(this.off);
+    this.buf = Buffer.alloc(0);
+    this.off = 0;
+    const takeover: Takeover = {
+      conn: this.ctx,
+      socket: this.socket,
+      buffered,
+      runRequest: async (request, encodeReply, leftover) => {
+        if (this.phase !== 'takeover') throw new Error('runRequest called twice or after the connection closed');
+        this.socket.on('data', this.onHandshakeData);
+        await this.runRequest(request, encodeReply, leftover);
+      },
+      finish: (bytes) => this.endWith(bytes),
+    };
+    Promise.resolve()
+      .then(() => handler(takeover))
+      .catch((err: unknown) => {
+        this.logHookError(err);
+        this.finish(err instanceof Error ? err : new Error(String(err)));
+      });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Request
+
+  private pushEarly(chunk: Buffer): void {
+    const hook = this.kernel.hooks.onData;
+    if (hook.isUsed()) {
+      try {
+        chunk = hook.call(chunk, this.upInfo);
+      } catch (err) {
+        this.logHookError(err);
+        this.finish(err as Error);
+        return;
+      }
+    }
+    this.ctx.bytesUp += chunk.length;
+    this.early!.push(chunk);
+  }
+
+  private async runRequest(request: SocksRequest, encodeReply: (reply: Reply) => Buffer, leftover: Buffer): Promise<void> {
+    const ctx = this.ctx;
+    ctx.request = request;
+    ctx.destination = request.destination;
+    this.phase = 'request';
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.early = new EarlyData(
+      this.kernel.config.limits.earlyData,
+      () => this.socket.pause(),
+      () => this.socket.resume(),
+    );
+    if (leftover.length > 0) this.pushEarly(Buffer.from(leftover));
+    if (this.socket.isPaused() && this.early.bytes < this.kernel.config.limits.earlyData) this.socket.resume();
+    let reply: Reply | undefined;
+    try {
+      const hook = this.kernel.hooks.onRequest;
+      if (hook.isUsed()) reply = await hook.promise(ctx, request);
+      if (this.isClosed()) return;
+      if (reply) {
+        await this.answer(reply, encodeReply);
+        return;
+      }
+      reply = this.defaultDecision(request);
+      if (reply) {
+        await this.answer(reply, encodeReply);
+        return;
+      }
+    } catch (err) {
+      if (this.isClosed()) return;
+      if (!(typeof (err as { rep?: unknown })?.rep === 'number')) this.logHookError(err);
+      await this.answer({ rep: repForError(err) }, encodeReply);
+      return;
+    }
+    await this.connect(ctx.destination ?? request.destination, encodeReply);
+  }
+
+  /** The kernel's own answer for requests no plugin answered; `undefined` means "connect". */
+  private defaultDecision(request: SocksRequest): Reply | undefined {
+    if (request.command !== Command.CONNECT) return { rep: Rep.COMMAND_NOT_SUPPORTED };
+    const d = this.ctx.destination ?? request.destination;
+    // Port 0 and the unspecified address can never be a real destination (Tor answers 01 / 5B).
+    if (d.port === 0 || d.host === '0.0.0.0' || d.host === '::') return { rep: Rep.GENERAL_FAILURE };
+    return undefined;
+  }
+
+  private async connect(destination: SocksAddress, encodeReply: (reply: Reply) => Buffer): Promise<void> {
+    const ctx = this.ctx;
+    const timeout = this.kernel.config.timeouts.connect;
+    const ac = new AbortController();
+    const onClientGone = () => ac.abort(new UpstreamError(Rep.GENERAL_FAILURE, 'client went away'));
+    this.abort.signal.addEventListener('abort', onClientGone, { once: true });
+    const timer = setTimeout(
+      () => ac.abort(new UpstreamError(Rep.TTL_EXPIRED, `connect timeout after ${timeout} ms`, { code: 'SOCKSMITH_ERR_UPSTREAM_TIMEOUT' })),
+      timeout,
+    );
+    let up: UpstreamStream;
+    try {
+      up = await this.kernel.upstream.connect(destination, ctx, { signal: ac.signal, early: ctx.optimisticData ? this.early : undefined });
+    } catch (err) {
+      if (this.isClosed()) return;
+      const rep = repForError(err);
+      ctx.log.debug({ err: errorMessage(err), rep: repName(rep) }, 'upstream connect failed');
+      this.early?.discard();
+      await this.answer({ rep }, encodeReply);
+      return;
+    } finally {
+      clearTimeout(timer);
+      this.abort.signal.removeEventListener('abort', onClientGone);
+    }
+    if (this.isClosed()) {
+      up.stream.destroy();
+      return;
+    }
+    this.upstream = up;
+    let reply: Reply = { rep: Rep.SUCCEEDED, bound: up.bound };
+    try {
+      const hook = this.kernel.hooks.onReply;
+      if (hook.isUsed()) reply = await hook.promise(reply, ctx);
+    } catch (err) {
+      this.logHookError(err);
+      reply = { rep: Rep.GENERAL_FAILURE };
+    }
+    if (this.isClosed()) return;
+    ctx.reply = reply.rep;
+    if (reply.rep !== Rep.SUCCEEDED) {
+      // A plugin turned success into failure: honour it, never relay.
+      this.early?.discard();
+      this.endWith(encodeReply(reply));
+      return;
+    }
+    this.socket.write(encodeReply(reply));
+    this.startRelay(up);
+  }
+
+  /** Send a final reply (through onReply) and close. */
+  private async answer(reply: Reply, encodeReply: (reply: Reply) => Buffer): Promise<void> {
+    let r = reply;
+    try {
+      const hook = this.kernel.hooks.onReply;
+      if (hook.isUsed()) r = await hook.promise(reply, this.ctx);
+    } catch (err) {
+      this.logHookError(err);
+      r = { rep: reply.rep === Rep.SUCCEEDED ? Rep.GENERAL_FAILURE : reply.rep };
+    }
+    if (this.isClosed()) return;
+    this.ctx.reply = r.rep;
+    this.early?.discard();
+    this.endWith(encodeReply(r));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Relay
+
+  private startRelay(up: UpstreamStream): void {
+    this.phase = 'relay';
+    this.socket.removeListener('data', this.onHandshakeData);
+    this.socket.removeListener('end', this.onClientEndEarly);
+    const early = this.early!;
+    // Early bytes not yet sent (optimistic data off, or the upstream did not take them) go now,
+    // ahead of anything read later.
+    early.attach(up.stream);
+    this.early = undefined;
+    const idle = this.kernel.config.timeouts.idle;
+    if (idle > 0) {
+      this.socket.setTimeout(idle, () => {
+        this.ctx.log.debug('idle timeout');
+        this.finish();
+      });
+    }
+    const hook = this.kernel.hooks.onData;
+    relay(this.socket, up.stream, {
+      ctx: this.ctx,
+      onData: hook.isUsed() ? hook : undefined,
+      upInfo: this.upInfo,
+      downInfo: this.downInfo,
+      done: (err) => this.finish(err),
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Endings
+
+  private isClosed(): boolean {
+    return this.phase === 'closing' || this.phase === 'closed';
+  }
+
+  /**
+   * Send `bytes` (if any), end our side, and linger briefly so the client reads them before the
+   * socket is destroyed (destroying with unread input would send RST and could lose the reply).
+   */
+  private endWith(bytes: Buffer | undefined): void {
+    if (this.isClosed()) return;
+    this.phase = 'closing';
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.early?.discard();
+    this.socket.removeListener('data', this.onHandshakeData);
+    this.socket.on('data', () => {}); // drain and discard whatever the client still sends
+    this.socket.resume();
+    if (bytes) this.socket.end(bytes);
+    else this.socket.end();
+    // 'close' (both halves done) ends it through onSocketClose; the timer bounds a client that
+    // never closes its side.
+    this.lingerTimer = setTimeout(() => this.finish(), LINGER_MS);
+    this.lingerTimer.unref?.();
+  }
+
+  /** The one teardown: idempotent, destroys both sockets, logs the access line. */
+  finish(err?: Error): void {
+    if (this.phase === 'closed') return;
+    const wasRelaying = this.phase === 'relay';
+    this.phase = 'closed';
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.abort.abort();
+    this.early?.discard();
+    this.early = undefined;
+    this.socket.destroy();
+    this.upstream?.stream.destroy();
+    this.kernel.forget(this);
+    const ctx = this.ctx;
+    if (ctx.request) {
+      ctx.log.info(
+        {
+          client: ctx.clientAddress,
+          version: ctx.version,
+          command: commandName(ctx.request.command),
+          destination: formatAddress(ctx.request.destination),
+          reply: ctx.reply === undefined ? undefined : repName(ctx.reply),
+          bytesUp: ctx.bytesUp,
+          bytesDown: ctx.bytesDown,
+          durationMs: Math.round(this.kernel.clock.now() - ctx.acceptedAt),
+          ...(err && wasRelaying ? { err: errorMessage(err) } : {}),
+        },
+        'stream closed',
+      );
+    }
+    const waiters = this.closeWaiters;
+    this.closeWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+/** Method choice without plugins: 00 if offered, else 02 (credentials accepted unchecked), else FF. */
+export function defaultMethod(methods: readonly number[]): number {
+  if (methods.includes(Method.NO_AUTH)) return Method.NO_AUTH;
+  if (methods.includes(Method.USERPASS)) return Method.USERPASS;
+  return Method.NO_ACCEPTABLE;
+}

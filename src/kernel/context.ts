@@ -1,0 +1,130 @@
+/**
+ * Per-connection state shared by the kernel, plugins and upstreams.
+ *
+ * Every field is declared in the constructor (one object shape for every connection, fastify's
+ * rule for decorators); plugins never add properties. A plugin that needs its own per-connection
+ * data keeps it in a `WeakMap<ConnectionContext, T>` or in {@link ConnectionContext.plugins}.
+ * @packageDocumentation
+ */
+import type { SocksAddress } from '../protocol/address.js';
+import type { SocksRequest } from '../protocol/codec.js';
+import type { Logger } from '../logger.js';
+
+/** A listener as configured and bound. */
+export interface ListenerInfo {
+  /** Index in `config.listen` (stable within one config). */
+  readonly index: number;
+  /** Host as configured (`127.0.0.1`, `::1`). */
+  readonly host: string;
+  /** Port actually bound (the real one when 0 was asked). */
+  readonly port: number;
+}
+
+/** Where credentials came from. */
+export type CredentialSource = 'rfc1929' | 'socks4-userid' | 'http';
+
+/**
+ * Client credentials as raw bytes (RFC 1929 names no encoding). Empty fields are kept as empty
+ * buffers; whether "empty" means "none" is the consumer's decision (Tor's isolation treats it so).
+ */
+export interface Credentials {
+  readonly source: CredentialSource;
+  readonly username: Buffer;
+  /** `undefined` for a SOCKS4 USERID, which has no password. */
+  readonly password: Buffer | undefined;
+}
+
+/** Username/password a `socks5` upstream should present for this stream (set by plugins, e.g. isolation). */
+export interface UpstreamCredentials {
+  readonly username: string | Uint8Array;
+  readonly password: string | Uint8Array;
+}
+
+/** Which front-end protocol the connection speaks. */
+export type FrontendProtocol = 'socks4' | 'socks5' | 'http-connect' | 'unknown';
+
+/** One client connection, from accept to teardown. */
+export class ConnectionContext {
+  /** Per-process unique id, also in every log line of this connection. */
+  readonly id: number;
+  /** The listener that accepted it. */
+  readonly listener: ListenerInfo;
+  /** Client IP address as the socket reports it (IPv4-mapped IPv6 unmapped), or `''` for unix sockets. */
+  readonly clientAddress: string;
+  /** Client port, 0 for unix sockets. */
+  readonly clientPort: number;
+  /** `'IPv4'`, `'IPv6'` or `'unix'`: the family of the client's own socket. */
+  readonly clientFamily: 'IPv4' | 'IPv6' | 'unix';
+  /** Monotonic ms when accepted. */
+  readonly acceptedAt: number;
+  /** Logger bound to this connection (`conn` = id). */
+  readonly log: Logger;
+  /** Aborted when the connection is torn down; pass it to anything you start for this connection. */
+  readonly signal: AbortSignal;
+  /** Per-plugin scratch space, keyed by a symbol the plugin owns. */
+  readonly plugins: Map<symbol, unknown>;
+
+  /** Front-end protocol, known after the first byte. */
+  protocol: FrontendProtocol;
+  /** SOCKS version (4 or 5), 0 before it is known or for non-SOCKS front ends. */
+  version: 0 | 4 | 5;
+  /** SOCKS5 method chosen, -1 before (or for SOCKS4). */
+  method: number;
+  /** Credentials the client presented, if any. */
+  credentials: Credentials | undefined;
+  /** The parsed request, once it arrived. */
+  request: SocksRequest | undefined;
+  /**
+   * Where the stream goes. Starts as the request's destination; `onRequest` taps may replace it
+   * (address maps). Upstreams connect here.
+   */
+  destination: SocksAddress | undefined;
+  /** Isolation key (set by the `isolation` plugin); streams with different keys must not share state. */
+  isolationKey: string | undefined;
+  /** Credentials a `socks5` upstream should present for this stream; overrides the configured ones. */
+  upstreamCredentials: UpstreamCredentials | undefined;
+  /**
+   * Forward early client bytes to the upstream before it confirms the connection (set by the
+   * `optimistic-data` plugin). When false the kernel holds them until the upstream confirms.
+   */
+  optimisticData: boolean;
+  /** The SOCKS5 reply code that was sent (SOCKS4 replies are recorded as their SOCKS5 equivalent). */
+  reply: number | undefined;
+  /** Bytes relayed client → upstream (early data included). */
+  bytesUp: number;
+  /** Bytes relayed upstream → client. */
+  bytesDown: number;
+
+  constructor(init: {
+    id: number;
+    listener: ListenerInfo;
+    clientAddress: string;
+    clientPort: number;
+    clientFamily: 'IPv4' | 'IPv6' | 'unix';
+    acceptedAt: number;
+    log: Logger;
+    signal: AbortSignal;
+  }) {
+    this.id = init.id;
+    this.listener = init.listener;
+    this.clientAddress = init.clientAddress;
+    this.clientPort = init.clientPort;
+    this.clientFamily = init.clientFamily;
+    this.acceptedAt = init.acceptedAt;
+    this.log = init.log;
+    this.signal = init.signal;
+    this.plugins = new Map();
+    this.protocol = 'unknown';
+    this.version = 0;
+    this.method = -1;
+    this.credentials = undefined;
+    this.request = undefined;
+    this.destination = undefined;
+    this.isolationKey = undefined;
+    this.upstreamCredentials = undefined;
+    this.optimisticData = false;
+    this.reply = undefined;
+    this.bytesUp = 0;
+    this.bytesDown = 0;
+  }
+}

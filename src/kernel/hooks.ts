@@ -1,0 +1,218 @@
+/**
+ * The kernel's six hooks, created once per proxy, typed and frozen (webpack `lib/Compiler.js`).
+ *
+ * Plugins tap; only the kernel calls. The kind of each hook states its contract:
+ * Bail = "I handled it" (return `undefined` to pass), Waterfall = "I transform it".
+ * docs/hooks.md documents each: when it runs, its arguments, what a tap may return, and which
+ * reply a failure gives.
+ * @packageDocumentation
+ */
+import type { Duplex } from 'node:stream';
+import { AsyncSeriesBailHook, AsyncSeriesWaterfallHook, SyncWaterfallHook } from 'tapable';
+import type { SocksAddress } from '../protocol/address.js';
+import type { SocksRequest } from '../protocol/codec.js';
+import type { ConnectionContext, Credentials } from './context.js';
+import { PluginHookError } from '../errors.js';
+
+/** What `onGreeting` taps see: the first message of a connection. */
+export interface GreetingInfo {
+  readonly conn: ConnectionContext;
+  /** First byte of the connection: 0x05, 0x04, or anything else (an unknown protocol). */
+  readonly firstByte: number;
+  /** SOCKS5 methods offered, in the client's order; empty for SOCKS4 and unknown protocols. */
+  readonly methods: readonly number[];
+}
+
+/**
+ * The rest of a connection, handed to a plugin that took it over in `onGreeting` (e.g. the HTTP
+ * page or HTTP CONNECT of `http-detect`). The kernel still owns teardown.
+ */
+export interface Takeover {
+  readonly conn: ConnectionContext;
+  /** The client socket. Do not destroy it yourself; call {@link Takeover.finish}. */
+  readonly socket: Duplex;
+  /** Bytes read so far and not consumed by the kernel (the first byte included). */
+  readonly buffered: Buffer;
+  /**
+   * Run a request through the kernel's pipeline (`onRequest`, the upstream, `onReply`, relay) as
+   * if it had come over SOCKS. `encodeReply` turns the final reply into the front end's bytes;
+   * `leftover` is client data already read after the request (it is relayed, never dropped).
+   * Resolves when the stream ends.
+   */
+  runRequest(request: SocksRequest, encodeReply: (reply: Reply) => Buffer, leftover: Buffer): Promise<void>;
+  /** Send `bytes` (if any), end the connection gracefully and tear it down. Idempotent. */
+  finish(bytes?: Buffer): void;
+}
+
+/** A plugin that takes over a connection after the first byte. */
+export type TakeoverHandler = (takeover: Takeover) => void | Promise<void>;
+
+/** An `onGreeting` decision. */
+export type GreetingDecision =
+  /** SOCKS5: answer with this method (0xFF: none acceptable, then close). */
+  | { readonly method: number }
+  /** Close now: SOCKS5 gets `05 FF` first; SOCKS4 and unknown protocols get nothing. */
+  | { readonly reject: true }
+  /** Hand the connection to a plugin (unknown protocols and SOCKS alike). */
+  | { readonly takeover: TakeoverHandler };
+
+/** What `onAuth` taps see. */
+export interface AuthInfo {
+  readonly conn: ConnectionContext;
+  readonly credentials: Credentials;
+}
+
+/** An `onAuth` decision: accept (`01 00`) or reject (`01 01` and close; SOCKS4: `5B`). */
+export interface AuthDecision {
+  readonly accept: boolean;
+}
+
+/**
+ * A reply to a request. `rep` is a SOCKS5 REP value for every front end: SOCKS4 sends 5A for 00
+ * and 5B otherwise; HTTP CONNECT maps it to a status line.
+ */
+export interface Reply {
+  readonly rep: number;
+  /** BND.ADDR / BND.PORT: the bound address, a RESOLVE answer, or a RESOLVE_PTR name. Zero when absent. */
+  readonly bound?: SocksAddress;
+}
+
+/** One resolved address. */
+export interface ResolvedAddress {
+  readonly address: string;
+  readonly family: 4 | 6;
+}
+
+/** What `onResolve` taps see: a forward (name → addresses) or reverse (address → names) lookup. */
+export interface ResolveQuery {
+  /** The connection that asked, or `undefined` for lookups the kernel makes on its own. */
+  readonly conn: ConnectionContext | undefined;
+  readonly type: 'forward' | 'reverse';
+  /** The name (forward) or the IP literal (reverse). */
+  readonly name: string;
+  /** Wanted family for forward lookups: 4, 6, or 0 for both. */
+  readonly family: 0 | 4 | 6;
+}
+
+/** An `onResolve` answer. Throw a `ResolveError` (or any error with a numeric `rep`) to fail the lookup. */
+export type ResolveAnswer = { readonly addresses: readonly ResolvedAddress[] } | { readonly names: readonly string[] };
+
+/** Direction of relayed bytes, for `onData`. */
+export type DataDirection = 'up' | 'down';
+
+/** What `onData` taps see besides the chunk. Two per connection, preallocated. */
+export interface DataInfo {
+  readonly conn: ConnectionContext;
+  /** `up`: client → upstream; `down`: upstream → client. */
+  readonly direction: DataDirection;
+}
+
+/** The six kernel hooks. */
+export interface Hooks {
+  /**
+   * First message of a connection: a SOCKS5 greeting, the first byte of a SOCKS4 request, or the
+   * first byte of an unknown protocol. Bail with a {@link GreetingDecision}; `undefined` gives the
+   * default (SOCKS5: 00 if offered, else 02, else FF; unknown protocol: close silently).
+   */
+  readonly onGreeting: AsyncSeriesBailHook<[GreetingInfo], GreetingDecision | undefined>;
+  /** Credentials arrived (RFC 1929, or a SOCKS4 USERID). Bail with an {@link AuthDecision}; default accept. */
+  readonly onAuth: AsyncSeriesBailHook<[AuthInfo], AuthDecision | undefined>;
+  /**
+   * A request arrived. Bail with a {@link Reply} to answer it without an upstream connection (then
+   * close); return `undefined` to let the kernel connect `conn.destination` through the upstream.
+   */
+  readonly onRequest: AsyncSeriesBailHook<[ConnectionContext, SocksRequest], Reply | undefined>;
+  /** A name or address is being resolved. Bail with a {@link ResolveAnswer}; default: the resolver service. */
+  readonly onResolve: AsyncSeriesBailHook<[ResolveQuery], ResolveAnswer | undefined>;
+  /** Every reply to a request, success or failure, just before it is encoded. Return the reply to send. */
+  readonly onReply: AsyncSeriesWaterfallHook<[Reply, ConnectionContext]>;
+  /**
+   * Every relayed chunk, both directions, early data included. Return the chunk to forward (the
+   * same one, a transformed one, or an empty buffer to drop it). Synchronous: it is on the hot
+   * path, and the kernel skips it entirely while no plugin taps it.
+   */
+  readonly onData: SyncWaterfallHook<[Buffer, DataInfo]>;
+}
+
+/** Hook names, in lifecycle order. */
+export const HOOK_NAMES = ['onGreeting', 'onAuth', 'onRequest', 'onResolve', 'onReply', 'onData'] as const;
+
+/** True for errors that are deliberate answers (they carry a numeric SOCKS `rep`), not plugin crashes. */
+export function isDeliberate(err: unknown): err is Error & { rep: number } {
+  return typeof err === 'object' && err !== null && typeof (err as { rep?: unknown }).rep === 'number';
+}
+
+/**
+ * Wrap every tap so that a throw or rejection names its plugin: the error becomes a
+ * {@link PluginHookError} (unless it is a deliberate answer carrying `rep`). This is a tapable
+ * `register` interceptor, so it costs nothing per call beyond the wrapper.
+ */
+function attributeErrors(hookName: string, hook: { intercept(i: object): void }): void {
+  hook.intercept({
+    register(tap: { name: string; type: string; fn: (...args: unknown[]) => unknown }) {
+      const fn = tap.fn;
+      const wrap = (err: unknown): never => {
+        if (isDeliberate(err) || err instanceof PluginHookError) throw err;
+        throw new PluginHookError(tap.name, hookName, err);
+      };
+      if (tap.type === 'promise') {
+        tap.fn = (...args: unknown[]) => {
+          let p: unknown;
+          try {
+            p = fn(...args);
+          } catch (err) {
+            return Promise.reject(new PluginHookError(tap.name, hookName, err));
+          }
+          return (p as Promise<unknown>).then(undefined, wrap);
+        };
+      } else if (tap.type === 'sync') {
+        tap.fn = (...args: unknown[]) => {
+          try {
+            return fn(...args);
+          } catch (err) {
+            return wrap(err);
+          }
+        };
+      } else {
+        tap.fn = (...args: unknown[]) => {
+          const cb = args[args.length - 1] as (err?: unknown, res?: unknown) => void;
+          const rest = args.slice(0, -1);
+          try {
+            fn(...rest, (err?: unknown, res?: unknown) => {
+              if (err) {
+                try {
+                  wrap(err);
+                } catch (e) {
+                  cb(e);
+                  return;
+                }
+              }
+              cb(null, res);
+            });
+          } catch (err) {
+            try {
+              wrap(err);
+            } catch (e) {
+              cb(e);
+            }
+          }
+        };
+      }
+      return tap;
+    },
+  });
+}
+
+/** Create the six hooks for one proxy instance, with error attribution, frozen. */
+export function createHooks(): Hooks {
+  const hooks: Hooks = {
+    onGreeting: new AsyncSeriesBailHook<[GreetingInfo], GreetingDecision | undefined>(['greeting'], 'onGreeting'),
+    onAuth: new AsyncSeriesBailHook<[AuthInfo], AuthDecision | undefined>(['auth'], 'onAuth'),
+    onRequest: new AsyncSeriesBailHook<[ConnectionContext, SocksRequest], Reply | undefined>(['conn', 'request'], 'onRequest'),
+    onResolve: new AsyncSeriesBailHook<[ResolveQuery], ResolveAnswer | undefined>(['query'], 'onResolve'),
+    onReply: new AsyncSeriesWaterfallHook<[Reply, ConnectionContext]>(['reply', 'conn'], 'onReply'),
+    onData: new SyncWaterfallHook<[Buffer, DataInfo]>(['chunk', 'info'], 'onData'),
+  };
+  for (const name of HOOK_NAMES) attributeErrors(name, hooks[name] as unknown as { intercept(i: object): void });
+  return Object.freeze(hooks);
+}

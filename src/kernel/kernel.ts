@@ -1,0 +1,95 @@
+/**
+ * The kernel: the six hooks, the services, and the connection pipeline. One per proxy instance,
+ * constructed by the DI container; plugins receive it in `apply(kernel)`.
+ * @packageDocumentation
+ */
+import type { Socket } from 'node:net';
+import { inject, injectable } from 'tsyringe';
+import type { Clock } from '../clock.js';
+import type { ResolvedConfig } from '../config/types.js';
+import { Tokens } from '../di/tokens.js';
+import type { Logger } from '../logger.js';
+import type { ResolvedAddress } from './hooks.js';
+import type { NameResolution } from '../resolver/name-resolution.js';
+import type { Resolver } from '../resolver/types.js';
+import type { Upstream } from '../upstream/types.js';
+import { Connection } from './connection.js';
+import type { ConnectionContext, ListenerInfo } from './context.js';
+import type { Hooks } from './hooks.js';
+
+/** The kernel every plugin taps into. */
+@injectable()
+export class Kernel {
+  private readonly live = new Set<Connection>();
+  private nextId = 1;
+
+  constructor(
+    /** The frozen configuration. */
+    @inject(Tokens.Config) readonly config: ResolvedConfig,
+    /** Root logger (stderr). */
+    @inject(Tokens.Logger) readonly logger: Logger,
+    /** The six hooks. Tap them in `apply()`; only the kernel calls them. */
+    @inject(Tokens.Hooks) readonly hooks: Hooks,
+    /** The resolver service (DNS + partitioned cache). */
+    @inject(Tokens.Resolver) readonly resolver: Resolver,
+    /** Name resolution through `onResolve` and the resolver. */
+    @inject(Tokens.NameResolution) readonly names: NameResolution,
+    /** The upstream streams leave through. */
+    @inject(Tokens.Upstream) readonly upstream: Upstream,
+    /** Clock. */
+    @inject(Tokens.Clock) readonly clock: Clock,
+  ) {}
+
+  /** Number of open client connections. */
+  get connectionCount(): number {
+    return this.live.size;
+  }
+
+  /** Resolve a name the way the kernel does (`onResolve`, then the resolver; partitioned by `conn`'s isolation key). */
+  lookup(name: string, family: 0 | 4 | 6, conn: ConnectionContext | undefined): Promise<readonly ResolvedAddress[]> {
+    return this.names.lookup(name, family, conn);
+  }
+
+  /** Reverse-resolve an IP literal the way the kernel does. */
+  reverse(address: string, conn: ConnectionContext | undefined): Promise<readonly string[]> {
+    return this.names.reverse(address, conn);
+  }
+
+  /** Take ownership of an accepted client socket. Called by the listeners. */
+  accept(socket: Socket, listener: ListenerInfo): void {
+    const id = this.nextId++;
+    let address = socket.remoteAddress ?? '';
+    if (address.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);
+    const family = socket.remoteFamily === 'IPv6' && !address.includes('.') ? 'IPv6' : socket.remoteFamily === undefined ? 'unix' : 'IPv4';
+    const conn = new Connection(this, socket, {
+      id,
+      listener,
+      clientAddress: address,
+      clientPort: socket.remotePort ?? 0,
+      clientFamily: family,
+      acceptedAt: this.clock.now(),
+      log: this.logger.child({ conn: id }),
+    });
+    this.live.add(conn);
+    conn.start();
+  }
+
+  /** @internal Called by a connection's teardown. */
+  forget(conn: Connection): void {
+    this.live.delete(conn);
+  }
+
+  /**
+   * Wait up to `ms` for open connections to finish on their own, then tear down the rest.
+   * Connections still in their handshake are closed at once (they have no accepted data yet).
+   */
+  async drain(ms: number): Promise<void> {
+    for (const c of [...this.live]) if (c.handshaking) c.finish();
+    if (this.live.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const all = Promise.all([...this.live].map((c) => c.closed()));
+    await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+    if (timer) clearTimeout(timer);
+    for (const c of [...this.live]) c.finish();
+  }
+}

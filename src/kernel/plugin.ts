@@ -1,0 +1,39 @@
+/**
+ * The plugin contract: a class with static `meta` and an `apply(kernel)` method.
+ *
+ * Lifecycle (Caddy's modules, fastify's pluginTimeout): construct (through DI, options injected
+ * under `Tokens.PluginOptions`; no side effects) → options validated against `meta.schema` →
+ * `apply(kernel)` taps hooks → `start()` (async, bounded by `timeouts.pluginStart`) → … →
+ * `close()` (must work even if `start()` failed or never ran).
+ * @packageDocumentation
+ */
+import type { Kernel } from './kernel.js';
+
+/** Static description of a plugin class. */
+export interface PluginMeta {
+  /** The plugin's name: its config key and the name of its taps (kebab-case). */
+  readonly name: string;
+  /** Plugins that must be enabled too; checked at registration, the error names both. */
+  readonly dependsOn?: readonly string[];
+  /** JSON schema of the options object (additionalProperties: false, a description per key). */
+  readonly schema?: object;
+  /** One line for docs and `--help`. */
+  readonly description?: string;
+}
+
+/** A plugin instance. */
+export interface SocksmithPlugin {
+  /** Tap the kernel's hooks. Called once, synchronously, before any listener binds. */
+  apply(kernel: Kernel): void;
+  /** Optional async start (open files, warm caches). Bounded by `timeouts.pluginStart`. */
+  start?(): Promise<void> | void;
+  /** Optional cleanup at shutdown; called even if `start()` failed. */
+  close?(): Promise<void> | void;
+}
+
+/** A plugin class: constructible (through tsyringe) and carrying {@link PluginMeta}. */
+export interface PluginClass {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  new (...args: any[]): SocksmithPlugin;
+  readonly meta: PluginMeta;
+}

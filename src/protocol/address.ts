@@ -1,0 +1,75 @@
+/**
+ * Addresses as they travel in SOCKS messages: IPv4, IPv6 or a domain name, plus a port.
+ * Pure functions, no sockets and no DNS.
+ * @packageDocumentation
+ */
+import ipaddr from 'ipaddr.js';
+
+/** Which kind of address a SOCKS message carried (SOCKS5 ATYP 01 / 04 / 03; SOCKS4 IP or SOCKS4A name). */
+export type AddressKind = 'ipv4' | 'ipv6' | 'domain';
+
+/**
+ * A destination or bound address: `host` is a dotted IPv4, a canonical IPv6 (no brackets) or a name.
+ *
+ * Names are kept exactly as the client sent them (case included): lowercasing or trimming a
+ * trailing dot is policy, done by plugins, not by the codec.
+ */
+export interface SocksAddress {
+  readonly kind: AddressKind;
+  readonly host: string;
+  readonly port: number;
+}
+
+/** `0.0.0.0:0`, the address Tor and most servers put in replies that carry none. */
+export const ZERO_ADDRESS: SocksAddress = Object.freeze({ kind: 'ipv4', host: '0.0.0.0', port: 0 });
+
+/** True for a dotted-quad IPv4 literal (`127.0.0.1`), strictly four decimal parts. */
+export function isIPv4(host: string): boolean {
+  return ipaddr.IPv4.isValidFourPartDecimal(host);
+}
+
+/** True for an IPv6 literal without brackets (`::1`, `2001:db8::1`). */
+export function isIPv6(host: string): boolean {
+  return host.includes(':') && ipaddr.IPv6.isValid(host);
+}
+
+/**
+ * Classify a host string: an IPv4 or IPv6 literal (brackets allowed around IPv6) or a name.
+ * IPv6 literals come back in canonical form without brackets.
+ */
+export function classifyHost(host: string, port: number): SocksAddress {
+  if (isIPv4(host)) return { kind: 'ipv4', host, port };
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (isIPv6(bare)) return { kind: 'ipv6', host: ipaddr.IPv6.parse(bare).toString(), port };
+  return { kind: 'domain', host, port };
+}
+
+/** The 4 bytes of an IPv4 literal. */
+export function ipv4ToBytes(host: string): Uint8Array {
+  return Uint8Array.from(ipaddr.IPv4.parse(host).octets);
+}
+
+/** The 16 bytes of an IPv6 literal. */
+export function ipv6ToBytes(host: string): Uint8Array {
+  return Uint8Array.from(ipaddr.IPv6.parse(host).toByteArray());
+}
+
+/** Dotted-quad text of 4 bytes at `offset`. */
+export function ipv4FromBytes(buf: Uint8Array, offset: number): string {
+  return `${buf[offset]}.${buf[offset + 1]}.${buf[offset + 2]}.${buf[offset + 3]}`;
+}
+
+/** Canonical text (RFC 5952) of 16 bytes at `offset`. */
+export function ipv6FromBytes(buf: Uint8Array, offset: number): string {
+  return ipaddr.fromByteArray(Array.from(buf.subarray(offset, offset + 16))).toString();
+}
+
+/** `host:port`, with brackets around IPv6 (`[::1]:1080`). */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** `host:port` of a {@link SocksAddress}. */
+export function formatAddress(addr: SocksAddress): string {
+  return formatHostPort(addr.host, addr.port);
+}

@@ -1,0 +1,117 @@
+/**
+ * A socksmith proxy instance: container, kernel, plugins and listeners, with start and graceful
+ * stop. `npx socksmith` is a thin CLI around this; tests and embedders use it directly.
+ * @packageDocumentation
+ */
+import 'reflect-metadata';
+import net from 'node:net';
+import type { DependencyContainer } from 'tsyringe';
+import { resolveConfig } from './config/normalize.js';
+import type { ConfigInput } from './config/schema.js';
+import type { ResolvedConfig } from './config/types.js';
+import { createContainer } from './di/container.js';
+import { Tokens, resolveToken } from './di/tokens.js';
+import { SocksmithError, errorMessage } from './errors.js';
+import { type AppliedPlugin, applyPlugins, closePlugins, startPlugins } from './kernel/apply-plugins.js';
+import type { ListenerInfo } from './kernel/context.js';
+import type { Kernel } from './kernel/kernel.js';
+import { loadPlugins } from './kernel/plugin-loader.js';
+import { createLogger, type Logger } from './logger.js';
+import { formatHostPort } from './protocol/address.js';
+
+/** Options for {@link createProxy}. */
+export interface CreateProxyOptions {
+  /** Logger to use instead of the default stderr logger. */
+  readonly logger?: Logger;
+  /** Folder relative module paths in a raw config are resolved against (default: cwd). */
+  readonly cwd?: string;
+}
+
+function isResolved(c: ResolvedConfig | ConfigInput): c is ResolvedConfig {
+  return typeof (c as ResolvedConfig).source === 'object' && Array.isArray((c as ResolvedConfig).plugins);
+}
+
+/** One running (or ready-to-run) proxy. */
+export class SocksmithProxy {
+  private servers: net.Server[] = [];
+  private bound: ListenerInfo[] = [];
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    /** The DI container of this instance. */
+    readonly container: DependencyContainer,
+    /** The kernel (hooks, services). */
+    readonly kernel: Kernel,
+    /** The frozen configuration. */
+    readonly config: ResolvedConfig,
+    private readonly plugins: readonly AppliedPlugin[],
+    private readonly logger: Logger,
+  ) {}
+
+  /** Build a proxy from a resolved config or a raw config object (validated here). Does not listen yet. */
+  static async create(config: ResolvedConfig | ConfigInput, options: CreateProxyOptions = {}): Promise<SocksmithProxy> {
+    const cwd = options.cwd ?? process.cwd();
+    const resolved = isResolved(config) ? config : resolveConfig(config, { file: undefined, dir: cwd });
+    const logger = options.logger ?? createLogger(resolved.log.level);
+    const loaded = await loadPlugins(resolved);
+    const container = await createContainer(resolved, logger);
+    const kernel = resolveToken(container, Tokens.Kernel);
+    const plugins = applyPlugins(container, kernel, loaded);
+    return new SocksmithProxy(container, kernel, resolved, plugins, logger);
+  }
+
+  /** Start plugins and bind every listener. Resolves with the bound addresses (real ports). */
+  async listen(): Promise<ListenerInfo[]> {
+    await startPlugins(this.plugins, this.config.timeouts.pluginStart);
+    try {
+      for (const [index, l] of this.config.listen.entries()) {
+        const server = net.createServer({ allowHalfOpen: true, noDelay: true });
+        server.on('error', (err) => this.logger.error({ err: errorMessage(err) }, 'listener error'));
+        await new Promise<void>((resolve, reject) => {
+          const onError = (err: Error) => reject(new SocksmithError('SOCKSMITH_ERR_LISTEN', `cannot listen on ${formatHostPort(l.host, l.port)}: ${errorMessage(err)}`, { cause: err }));
+          server.once('error', onError);
+          server.listen({ host: l.host, port: l.port, ipv6Only: l.host.includes(':') }, () => {
+            server.removeListener('error', onError);
+            resolve();
+          });
+        });
+        const addr = server.address() as net.AddressInfo;
+        const info: ListenerInfo = Object.freeze({ index, host: l.host, port: addr.port });
+        server.on('connection', (socket) => this.kernel.accept(socket, info));
+        this.servers.push(server);
+        this.bound.push(info);
+      }
+    } catch (err) {
+      await this.close(0);
+      throw err;
+    }
+    return [...this.bound];
+  }
+
+  /** The bound listeners (real ports). */
+  get addresses(): readonly ListenerInfo[] {
+    return this.bound;
+  }
+
+  /**
+   * Stop accepting, give open tunnels up to `drainMs` (default `timeouts.drain`) to finish, then
+   * close the rest, the plugins and the upstream. Idempotent.
+   */
+  close(drainMs: number = this.config.timeouts.drain): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))).concat(this.kernel.drain(drainMs)));
+      await closePlugins(this.plugins, (m) => this.logger.warn(m));
+      try {
+        await this.kernel.upstream.close?.();
+      } catch (err) {
+        this.logger.warn({ err: errorMessage(err) }, 'upstream close failed');
+      }
+    })();
+    return this.closing;
+  }
+}
+
+/** Create a proxy (see {@link SocksmithProxy.create}). */
+export function createProxy(config: ResolvedConfig | ConfigInput, options?: CreateProxyOptions): Promise<SocksmithProxy> {
+  return SocksmithProxy.create(config, options);
+}

@@ -1,0 +1,27 @@
+/**
+ * The resolver service interface. The built-in implementation is {@link DnsResolver}; a plugin can
+ * register its own under `Tokens.Resolver`, or answer single lookups by tapping `onResolve`.
+ * @packageDocumentation
+ */
+import type { ResolvedAddress } from '../kernel/hooks.js';
+
+/** Options of one lookup. */
+export interface LookupOptions {
+  /** 4, 6, or 0 for both families. */
+  readonly family: 0 | 4 | 6;
+  /**
+   * Cache partition: answers cached under one partition are never served to another. The kernel
+   * passes the connection's isolation key (`''` when there is none).
+   */
+  readonly partition: string;
+}
+
+/** Resolves names and addresses. Implementations must refuse `.onion` names. */
+export interface Resolver {
+  /** Forward lookup; rejects with a `ResolveError` (code `SOCKSMITH_ERR_RESOLVE_*`) on failure. */
+  lookup(name: string, options: LookupOptions): Promise<readonly ResolvedAddress[]>;
+  /** Reverse (PTR) lookup of an IP literal; rejects with a `ResolveError` on failure. */
+  reverse(address: string, options: Pick<LookupOptions, 'partition'>): Promise<readonly string[]>;
+  /** Drop every cached answer (all partitions). */
+  clear(): void;
+}

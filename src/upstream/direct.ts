@@ -1,0 +1,92 @@
+/**
+ * The `direct` upstream: connect from this host with node:net. Names are resolved through the
+ * kernel (`onResolve`, then the resolver service, cache partitioned by isolation key) and the
+ * addresses are raced with Node's Happy Eyeballs (`autoSelectFamily`).
+ * @packageDocumentation
+ */
+import net from 'node:net';
+import { inject, injectable } from 'tsyringe';
+import { Tokens } from '../di/tokens.js';
+import type { ResolvedConfig } from '../config/types.js';
+import type { DirectUpstreamConfig } from '../config/schema.js';
+import { UpstreamError, errorMessage } from '../errors.js';
+import type { ConnectionContext } from '../kernel/context.js';
+import type { NameResolution } from '../resolver/name-resolution.js';
+import { type SocksAddress, classifyHost } from '../protocol/address.js';
+import { isOnionName } from '../protocol/names.js';
+import { Rep } from '../protocol/constants.js';
+import { repForError } from './errors.js';
+import type { ConnectOptions, Upstream, UpstreamStream } from './types.js';
+
+/** Connects directly from this host. */
+@injectable()
+export class DirectUpstream implements Upstream {
+  readonly name = 'direct';
+  private readonly options: DirectUpstreamConfig;
+
+  constructor(
+    @inject(Tokens.Config) config: ResolvedConfig,
+    @inject(Tokens.NameResolution) private readonly names: NameResolution,
+  ) {
+    this.options = config.upstream.type === 'direct' ? config.upstream : { type: 'direct' };
+  }
+
+  /** Open a TCP connection to `destination`. */
+  connect(destination: SocksAddress, conn: ConnectionContext, options: ConnectOptions): Promise<UpstreamStream> {
+    if (destination.kind === 'domain' && isOnionName(destination.host)) {
+      // A .onion name can never be reached without Tor, and must never reach DNS.
+      return Promise.reject(new UpstreamError(Rep.HOST_UNREACHABLE, `${destination.host}: .onion needs an onion-capable upstream`));
+    }
+    const { signal, early } = options;
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<UpstreamStream>((resolve, reject) => {
+      const names = this.names;
+      const socket = net.connect({
+        host: destination.host,
+        port: destination.port,
+        allowHalfOpen: true,
+        noDelay: true,
+        autoSelectFamily: true,
+        autoSelectFamilyAttemptTimeout: this.options.attemptTimeout ?? 250,
+        ...(this.options.localAddress ? { localAddress: this.options.localAddress } : {}),
+        lookup(hostname, opts, cb) {
+          const family = opts.family === 4 || opts.family === 6 ? opts.family : 0;
+          names.lookup(hostname, family, conn).then(
+            (addrs) => {
+              if (opts.all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, addrs.map((a) => ({ address: a.address, family: a.family })));
+              else cb(null, addrs[0]!.address, addrs[0]!.family);
+            },
+            (err: unknown) => cb(err as NodeJS.ErrnoException, '', 0),
+          );
+        },
+      });
+      // Writes before 'connect' are queued by node and go out the moment TCP connects: for a direct
+      // stream that *is* optimistic data.
+      if (early) early.attach(socket);
+      const onAbort = () => {
+        cleanup();
+        socket.destroy();
+        reject(signal.reason);
+      };
+      const onError = (err: Error) => {
+        cleanup();
+        socket.destroy();
+        reject(err instanceof UpstreamError ? err : new UpstreamError(repForError(err), `connect ${destination.host}:${destination.port}: ${errorMessage(err)}`, { cause: err }));
+      };
+      const onConnect = () => {
+        cleanup();
+        const family = socket.localFamily === 'IPv6' ? 'ipv6' : 'ipv4';
+        const bound: SocksAddress = socket.localAddress ? classifyHost(socket.localAddress, socket.localPort ?? 0) : { kind: family, host: family === 'ipv6' ? '::' : '0.0.0.0', port: 0 };
+        resolve({ stream: socket, bound });
+      };
+      const cleanup = () => {
+        signal.removeEventListener('abort', onAbort);
+        socket.removeListener('error', onError);
+        socket.removeListener('connect', onConnect);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      socket.once('error', onError);
+      socket.once('connect', onConnect);
+    });
+  }
+}

@@ -11,7 +11,7 @@ import { PluginHookError, errorMessage } from '../errors.js';
 import { type SocksAddress, ZERO_ADDRESS, formatAddress } from '../protocol/address.js';
 import type { SocksRequest } from '../protocol/codec.js';
 import { encodeSocks4Reply, encodeSocks5Reply } from '../protocol/codec.js';
-import { Command, Method, Rep, Socks4Rep, commandName, repName } from '../protocol/constants.js';
+import { Command, Method, Rep, Socks4Rep, collapseRep, commandName, repName } from '../protocol/constants.js';
 import { ServerHandshake, socks4Rejection, socks5ErrorReply } from '../protocol/server-handshake.js';
 import { repForError } from '../upstream/errors.js';
 import type { UpstreamStream } from '../upstream/types.js';
@@ -281,6 +281,8 @@ export class Connection {
 
   private takeover(handler: (t: Takeover) => void | Promise<void>): void {
     this.phase = 'takeover';
+    // Paused so that nothing is emitted while no one listens; the handler resumes it.
+    this.socket.pause();
     this.socket.removeListener('data', this.onHandshakeData);
     const buffered = this.buf.subarray(this.off);
     this.buf = Buffer.alloc(0);
@@ -293,6 +295,10 @@ export class Connection {
         if (this.phase !== 'takeover') throw new Error('runRequest called twice or after the connection closed');
         this.socket.on('data', this.onHandshakeData);
         await this.runRequest(request, encodeReply, leftover);
+      },
+      authenticate: async (credentials) => {
+        this.ctx.credentials = credentials;
+        return this.authenticate(credentials);
       },
       finish: (bytes) => this.endWith(bytes),
     };
@@ -405,6 +411,7 @@ export class Connection {
       reply = { rep: Rep.GENERAL_FAILURE };
     }
     if (this.isClosed()) return;
+    reply = this.finalReply(reply);
     ctx.reply = reply.rep;
     if (reply.rep !== Rep.SUCCEEDED) {
       // A plugin turned success into failure: honour it, never relay.
@@ -414,6 +421,12 @@ export class Connection {
     }
     this.socket.write(encodeReply(reply));
     this.startRelay(up);
+  }
+
+  /** The last word on a reply: Tor's extended codes are collapsed unless `conn.extendedErrors`. */
+  private finalReply(reply: Reply): Reply {
+    if (this.ctx.extendedErrors || reply.rep <= Rep.ADDRESS_TYPE_NOT_SUPPORTED) return reply;
+    return { ...reply, rep: collapseRep(reply.rep) };
   }
 
   /** Send a final reply (through onReply) and close. */
@@ -427,6 +440,7 @@ export class Connection {
       r = { rep: reply.rep === Rep.SUCCEEDED ? Rep.GENERAL_FAILURE : reply.rep };
     }
     if (this.isClosed()) return;
+    r = this.finalReply(r);
     this.ctx.reply = r.rep;
     this.early?.discard();
     this.endWith(encodeReply(r));

@@ -9,6 +9,7 @@
 import type { SocksAddress } from '../protocol/address.js';
 import type { SocksRequest } from '../protocol/codec.js';
 import type { Logger } from '../logger.js';
+import type { EXTENDED_TO_RFC1928 } from '../protocol/constants.js';
 
 /** A listener as configured and bound. */
 export interface ListenerInfo {
@@ -88,6 +89,11 @@ export class ConnectionContext {
    * `optimistic-data` plugin). When false the kernel holds them until the upstream confirms.
    */
   optimisticData: boolean;
+  /**
+   * Let Tor's extended reply codes F0–F7 reach the client (set by the `extended-errors` plugin).
+   * When false the kernel collapses them to RFC 1928 codes ({@link EXTENDED_TO_RFC1928}).
+   */
+  extendedErrors: boolean;
   /** The SOCKS5 reply code that was sent (SOCKS4 replies are recorded as their SOCKS5 equivalent). */
   reply: number | undefined;
   /** Bytes relayed client → upstream (early data included). */
@@ -123,6 +129,7 @@ export class ConnectionContext {
     this.isolationKey = undefined;
     this.upstreamCredentials = undefined;
     this.optimisticData = false;
+    this.extendedErrors = false;
     this.reply = undefined;
     this.bytesUp = 0;
     this.bytesDown = 0;

@@ -29,7 +29,10 @@ export interface GreetingInfo {
  */
 export interface Takeover {
   readonly conn: ConnectionContext;
-  /** The client socket. Do not destroy it yourself; call {@link Takeover.finish}. */
+  /**
+   * The client socket, paused: attach your 'data' listener, then `resume()` it. Pause it again
+   * before calling {@link Takeover.runRequest}. Do not destroy it yourself; call {@link Takeover.finish}.
+   */
   readonly socket: Duplex;
   /** Bytes read so far and not consumed by the kernel (the first byte included). */
   readonly buffered: Buffer;
@@ -40,6 +43,11 @@ export interface Takeover {
    * Resolves when the stream ends.
    */
   runRequest(request: SocksRequest, encodeReply: (reply: Reply) => Buffer, leftover: Buffer): Promise<void>;
+  /**
+   * Record credentials the front end carried (e.g. HTTP `Proxy-Authorization`) on `conn` and run
+   * `onAuth` on them, as the kernel does for SOCKS. Resolves true when accepted.
+   */
+  authenticate(credentials: Credentials): Promise<boolean>;
   /** Send `bytes` (if any), end the connection gracefully and tear it down. Idempotent. */
   finish(bytes?: Buffer): void;
 }

@@ -94,6 +94,27 @@ export const Rep = {
   ONION_INTRO_TIMEDOUT: 0xf7,
 } as const;
 
+/**
+ * How Tor's extended codes collapse to RFC 1928 codes when extended errors are off (as Tor does
+ * without the ExtendedErrors flag): 04 where the honest meaning is "cannot reach it", else 01.
+ */
+export const EXTENDED_TO_RFC1928: Readonly<Record<number, number>> = Object.freeze({
+  [Rep.ONION_DESC_NOT_FOUND]: Rep.HOST_UNREACHABLE,
+  [Rep.ONION_DESC_INVALID]: Rep.GENERAL_FAILURE,
+  [Rep.ONION_INTRO_FAILED]: Rep.HOST_UNREACHABLE,
+  [Rep.ONION_REND_FAILED]: Rep.HOST_UNREACHABLE,
+  [Rep.ONION_MISSING_CLIENT_AUTH]: Rep.GENERAL_FAILURE,
+  [Rep.ONION_BAD_CLIENT_AUTH]: Rep.GENERAL_FAILURE,
+  [Rep.ONION_BAD_ADDRESS]: Rep.GENERAL_FAILURE,
+  [Rep.ONION_INTRO_TIMEDOUT]: Rep.HOST_UNREACHABLE,
+});
+
+/** An RFC 1928 reply code for any REP: F0–F7 collapsed per {@link EXTENDED_TO_RFC1928}, other unassigned values to 01. */
+export function collapseRep(rep: number): number {
+  if (rep <= Rep.ADDRESS_TYPE_NOT_SUPPORTED) return rep;
+  return EXTENDED_TO_RFC1928[rep] ?? Rep.GENERAL_FAILURE;
+}
+
 /** SOCKS4 reply codes (CD field of the reply, SOCKS4 protocol document). */
 export const Socks4Rep = {
   /** request granted (90). */

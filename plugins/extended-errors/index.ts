@@ -1,0 +1,67 @@
+/**
+ * `extended-errors`: Tor's extended SOCKS5 reply codes F0–F7 (proposal 304, ExtendedErrors).
+ *
+ * On: codes F0–F7 an upstream returns (Tor with ExtendedErrors) reach the client unchanged; a
+ * `.onion` name that is not a valid v3 address gets F6 at once, contacting nothing; a valid one
+ * with the direct upstream (which can never reach it, and never sends it to DNS) gets F0.
+ * Off (the default): the kernel collapses F0–F7 to RFC 1928 codes (`EXTENDED_TO_RFC1928`), and a
+ * `.onion` with the direct upstream gets 04.
+ * Extended codes are never used in RESOLVE/RESOLVE_PTR replies (as in Tor).
+ * @packageDocumentation
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { inject, injectable } from 'tsyringe';
+import { Tokens } from '../../src/di/tokens.js';
+import type { Kernel } from '../../src/kernel/kernel.js';
+import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
+import { Stage } from '../../src/kernel/stages.js';
+import { Command, Rep } from '../../src/protocol/constants.js';
+import { isOnionName } from '../../src/protocol/names.js';
+import { onionProblem } from './onion.js';
+
+const PLUGIN_NAME = 'extended-errors';
+
+/** JSON schema of the extended-errors options. */
+export const ExtendedErrorsOptionsSchema = Type.Object(
+  {
+    validateOnion: Type.Boolean({ default: true, description: 'Answer F6 at once for a .onion name that is not a valid v3 address, without contacting the upstream.' }),
+  },
+  { additionalProperties: false, description: "Tor's extended SOCKS5 error codes F0–F7." },
+);
+
+/** Options after defaults. */
+export type ExtendedErrorsOptions = Static<typeof ExtendedErrorsOptionsSchema>;
+
+/** Lets F0–F7 through and answers bad onion addresses with F6. */
+@injectable()
+export class ExtendedErrorsPlugin implements SocksmithPlugin {
+  static readonly meta = {
+    name: PLUGIN_NAME,
+    schema: ExtendedErrorsOptionsSchema,
+    description: "Tor's extended reply codes F0–F7 and F6 for invalid .onion addresses.",
+  };
+
+  constructor(@inject(Tokens.PluginOptions) private readonly options: ExtendedErrorsOptions) {}
+
+  apply(kernel: Kernel): void {
+    const direct = kernel.config.upstream.type === 'direct';
+    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.POLICY }, async (conn, request) => {
+      if (request.command !== Command.CONNECT) return undefined;
+      conn.extendedErrors = true;
+      const dest = conn.destination ?? request.destination;
+      if (dest.kind !== 'domain' || !isOnionName(dest.host)) return undefined;
+      if (this.options.validateOnion) {
+        const problem = onionProblem(dest.host);
+        if (problem) {
+          conn.log.debug({ problem }, 'invalid .onion address');
+          return { rep: Rep.ONION_BAD_ADDRESS };
+        }
+      }
+      // The direct upstream can never reach an onion service: "descriptor cannot be found".
+      if (direct) return { rep: Rep.ONION_DESC_NOT_FOUND };
+      return undefined;
+    });
+  }
+}
+
+export default ExtendedErrorsPlugin;

@@ -1,0 +1,91 @@
+/**
+ * `isolation`: Tor's stream isolation. Computes an isolation key for every stream from the
+ * SocksPort isolation flags, exposes it as `conn.isolationKey` (the resolver partitions its cache
+ * by it), chooses SOCKS5 method 02 the way Tor does so clients send their credentials, and gives a
+ * socks5 upstream per-key credentials so an upstream Tor (IsolateSOCKSAuth) separates circuits.
+ *
+ * The key is a keyed hash (HMAC-SHA-256 with a per-process secret) of the enabled fields, so
+ * neither the key nor the derived credentials reveal the client's address or credentials.
+ * @packageDocumentation
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import { inject, injectable } from 'tsyringe';
+import { Tokens } from '../../src/di/tokens.js';
+import type { ConnectionContext } from '../../src/kernel/context.js';
+import type { Kernel } from '../../src/kernel/kernel.js';
+import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
+import { Stage } from '../../src/kernel/stages.js';
+import { Method } from '../../src/protocol/constants.js';
+import { IsolationOptionsSchema, type IsolationOptions } from './schema.js';
+
+const PLUGIN_NAME = 'isolation';
+
+/** The fields that make up a stream's isolation key, before hashing (for tests and docs). */
+export function isolationFields(conn: ConnectionContext, o: IsolationOptions): Buffer[] {
+  const fields: Buffer[] = [];
+  const group = o.SessionGroup !== undefined ? `group:${o.SessionGroup}` : `listener:${conn.listener.index}`;
+  fields.push(Buffer.from(group));
+  if (o.IsolateClientAddr && conn.clientFamily !== 'unix') fields.push(Buffer.from(`addr:${conn.clientAddress}`));
+  if (o.IsolateSOCKSAuth) {
+    // Tor stores an empty field as absent: empty credentials equal no credentials.
+    const c = conn.credentials;
+    const user = c && c.username.length > 0 ? c.username : undefined;
+    const pass = c && c.password && c.password.length > 0 ? c.password : undefined;
+    fields.push(user ? Buffer.concat([Buffer.from('user:'), user]) : Buffer.from('user-'));
+    fields.push(pass ? Buffer.concat([Buffer.from('pass:'), pass]) : Buffer.from('pass-'));
+  }
+  if (o.IsolateClientProtocol) fields.push(Buffer.from(`proto:${conn.protocol}`));
+  const dest = conn.request?.destination;
+  if (o.IsolateDestPort && dest) fields.push(Buffer.from(`port:${dest.port}`));
+  if (o.IsolateDestAddr && dest) fields.push(Buffer.from(`dest:${dest.host.toLowerCase()}`));
+  return fields;
+}
+
+/** Tor's stream isolation as a plugin. */
+@injectable()
+export class IsolationPlugin implements SocksmithPlugin {
+  static readonly meta = {
+    name: PLUGIN_NAME,
+    schema: IsolationOptionsSchema,
+    description: "Tor's stream isolation: per-stream isolation keys from the SocksPort isolation flags.",
+  };
+
+  private readonly secret: Buffer;
+
+  constructor(@inject(Tokens.PluginOptions) private readonly options: IsolationOptions) {
+    this.secret = options.secret ? Buffer.from(options.secret, 'utf8') : randomBytes(32);
+  }
+
+  /** The isolation key of `conn`: 32 hex characters of HMAC-SHA-256 over its length-prefixed fields. */
+  keyFor(conn: ConnectionContext): string {
+    const h = createHmac('sha256', this.secret);
+    for (const f of isolationFields(conn, this.options)) {
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(f.length);
+      h.update(len).update(f);
+    }
+    return h.digest('hex').slice(0, 32);
+  }
+
+  apply(kernel: Kernel): void {
+    const o = this.options;
+    const preferNoAuth = o.PreferSOCKSNoAuth || !o.IsolateSOCKSAuth;
+    kernel.hooks.onGreeting.tapPromise({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, async ({ firstByte, methods }) => {
+      if (firstByte !== 0x05 || !methods.includes(Method.USERPASS)) return undefined;
+      // Tor: 02 if offered, unless 00 is offered too and no-auth is preferred.
+      if (methods.includes(Method.NO_AUTH) && preferNoAuth) return { method: Method.NO_AUTH };
+      return { method: Method.USERPASS };
+    });
+
+    const up = kernel.config.upstream;
+    const derive = o.upstreamCredentials === true || (o.upstreamCredentials === 'auto' && !(up.type === 'socks5' && (up.username !== undefined || up.password !== undefined)));
+    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, async (conn) => {
+      const key = this.keyFor(conn);
+      conn.isolationKey = key;
+      if (derive) conn.upstreamCredentials = { username: `socksmith-${key.slice(0, 16)}`, password: key.slice(16) };
+      return undefined;
+    });
+  }
+}
+
+export default IsolationPlugin;

@@ -1,0 +1,76 @@
+/**
+ * `resolve-ptr`: Tor's RESOLVE_PTR command (F1), SOCKS5 only: reverse lookup of an IPv4 or IPv6
+ * target (IPv6 too, as Tor accepts it). Reply `05 00 00 03 LEN NAME 00 00`; failure
+ * `05 04 00 01 00*6`; a hostname target gets 08. The kernel closes after the reply. SOCKS4 F1 is
+ * left to the kernel (5B), as in Tor.
+ * @packageDocumentation
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { inject, injectable } from 'tsyringe';
+import { Tokens } from '../../src/di/tokens.js';
+import { errorMessage } from '../../src/errors.js';
+import type { ConnectionContext } from '../../src/kernel/context.js';
+import type { Reply } from '../../src/kernel/hooks.js';
+import type { Kernel } from '../../src/kernel/kernel.js';
+import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
+import { Stage } from '../../src/kernel/stages.js';
+import { type SocksAddress, classifyHost } from '../../src/protocol/address.js';
+import { Command, Rep } from '../../src/protocol/constants.js';
+import { ModeSchema, lookupSignal, useUpstream } from '../resolve/shared.js';
+
+const PLUGIN_NAME = 'resolve-ptr';
+
+/** JSON schema of the resolve-ptr options. */
+export const ResolvePtrOptionsSchema = Type.Object({ mode: ModeSchema }, { additionalProperties: false, description: "Tor's RESOLVE_PTR (F1) command." });
+
+/** Options after defaults. */
+export type ResolvePtrOptions = Static<typeof ResolvePtrOptionsSchema>;
+
+const FAILED: Reply = Object.freeze({ rep: Rep.HOST_UNREACHABLE });
+
+function nameReply(name: string): Reply {
+  // A DNS name is at most 253 characters; anything that cannot fit the one-byte length fails.
+  if (Buffer.byteLength(name, 'utf8') > 255 || name.length === 0) return FAILED;
+  return { rep: Rep.SUCCEEDED, bound: { kind: 'domain', host: name, port: 0 } };
+}
+
+/** Tor's RESOLVE_PTR command. */
+@injectable()
+export class ResolvePtrPlugin implements SocksmithPlugin {
+  static readonly meta = {
+    name: PLUGIN_NAME,
+    schema: ResolvePtrOptionsSchema,
+    description: "Tor's RESOLVE_PTR (F1): reverse lookups over SOCKS5.",
+  };
+
+  constructor(@inject(Tokens.PluginOptions) private readonly options: ResolvePtrOptions) {}
+
+  apply(kernel: Kernel): void {
+    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.ANSWER }, async (conn, request) => {
+      if (request.command !== Command.RESOLVE_PTR || request.version !== 5) return undefined;
+      const dest = conn.destination ?? request.destination;
+      const target = classifyHost(dest.host, 0);
+      if (target.kind === 'domain') return { rep: Rep.ADDRESS_TYPE_NOT_SUPPORTED };
+      return this.reverse(kernel, conn, target);
+    });
+  }
+
+  private async reverse(kernel: Kernel, conn: ConnectionContext, target: SocksAddress): Promise<Reply> {
+    try {
+      if (useUpstream(kernel, this.options.mode)) {
+        const query = kernel.upstream.query;
+        if (!query) return { rep: Rep.COMMAND_NOT_SUPPORTED };
+        const reply = await query.call(kernel.upstream, Command.RESOLVE_PTR, target, conn, { signal: lookupSignal(kernel, conn) });
+        if (reply.rep !== Rep.SUCCEEDED) return { rep: reply.rep };
+        return reply.bound?.kind === 'domain' ? nameReply(reply.bound.host) : FAILED;
+      }
+      const names = await kernel.reverse(target.host, conn);
+      return nameReply(names[0] ?? '');
+    } catch (err) {
+      conn.log.debug({ err: errorMessage(err) }, 'RESOLVE_PTR failed');
+      return FAILED;
+    }
+  }
+}
+
+export default ResolvePtrPlugin;

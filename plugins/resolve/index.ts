@@ -1,0 +1,100 @@
+/**
+ * `resolve`: Tor's RESOLVE command (F0) over SOCKS4, SOCKS4A and SOCKS5.
+ *
+ * - IP literals (also `[v6]` and v6 without brackets in a name field) are answered locally, no DNS.
+ * - `.onion` names fail at once (never DNS), as Tor does.
+ * - Names are looked up at the upstream when it can (socks5: forwarded as F0, no local DNS leak;
+ *   option `mode`), else through the kernel's `onResolve` and resolver (cache partitioned by
+ *   isolation key).
+ * - Replies: SOCKS5 `05 00 00 01 A B C D 00 00` or ATYP 04; SOCKS4 `00 5a 00 00 A B C D`. Failure:
+ *   SOCKS5 `05 04 00 01 00*6` (well-formed, unlike Tor's ATYP 00), SOCKS4 `00 5b 00*6`. The kernel
+ *   closes the connection after the reply (tor-resolve waits for the close).
+ * @packageDocumentation
+ */
+import { inject, injectable } from 'tsyringe';
+import { Tokens } from '../../src/di/tokens.js';
+import { errorMessage } from '../../src/errors.js';
+import type { ConnectionContext } from '../../src/kernel/context.js';
+import type { Reply, ResolvedAddress } from '../../src/kernel/hooks.js';
+import type { Kernel } from '../../src/kernel/kernel.js';
+import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
+import { Stage } from '../../src/kernel/stages.js';
+import { type SocksAddress, classifyHost } from '../../src/protocol/address.js';
+import type { SocksRequest } from '../../src/protocol/codec.js';
+import { Command, Rep } from '../../src/protocol/constants.js';
+import { isOnionName } from '../../src/protocol/names.js';
+import { repForError } from '../../src/upstream/errors.js';
+import { ResolveOptionsSchema, type ResolveOptions } from './schema.js';
+import { lookupSignal, useUpstream } from './shared.js';
+
+const PLUGIN_NAME = 'resolve';
+
+/** The failure reply: `05 04 00 01 00*6` / `00 5b 00*6`. */
+const FAILED: Reply = Object.freeze({ rep: Rep.HOST_UNREACHABLE });
+
+/** Pick the answer: SOCKS4 gets IPv4 only; otherwise by family options and PreferIPv6. */
+export function chooseAddress(addrs: readonly ResolvedAddress[], version: 4 | 5, o: ResolveOptions): ResolvedAddress | undefined {
+  const allowed = addrs.filter((a) => (a.family === 4 ? o.IPv4Traffic : o.IPv6Traffic && version === 5));
+  if (o.PreferIPv6) return allowed.find((a) => a.family === 6) ?? allowed[0];
+  return allowed.find((a) => a.family === 4) ?? allowed[0];
+}
+
+function answer(a: ResolvedAddress): Reply {
+  return { rep: Rep.SUCCEEDED, bound: { kind: a.family === 6 ? 'ipv6' : 'ipv4', host: a.address, port: 0 } };
+}
+
+/** Tor's RESOLVE command. */
+@injectable()
+export class ResolvePlugin implements SocksmithPlugin {
+  static readonly meta = {
+    name: PLUGIN_NAME,
+    schema: ResolveOptionsSchema,
+    description: "Tor's RESOLVE (F0): forward name lookups over SOCKS4, SOCKS4A and SOCKS5.",
+  };
+
+  constructor(@inject(Tokens.PluginOptions) private readonly options: ResolveOptions) {}
+
+  apply(kernel: Kernel): void {
+    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.ANSWER }, async (conn, request) => {
+      if (request.command !== Command.RESOLVE) return undefined;
+      return this.resolve(kernel, conn, request);
+    });
+  }
+
+  private async resolve(kernel: Kernel, conn: ConnectionContext, request: SocksRequest): Promise<Reply> {
+    const dest = conn.destination ?? request.destination;
+    const literal = classifyHost(dest.host, 0);
+    if (literal.kind !== 'domain') {
+      const a: ResolvedAddress = { address: literal.host, family: literal.kind === 'ipv6' ? 6 : 4 };
+      return chooseAddress([a], request.version, this.options) ? answer(a) : FAILED;
+    }
+    if (isOnionName(dest.host)) {
+      conn.log.debug('RESOLVE of a .onion name refused (never sent to DNS)');
+      return FAILED;
+    }
+    try {
+      if (useUpstream(kernel, this.options.mode)) return await this.viaUpstream(kernel, conn, request.version, dest);
+      const family = this.options.IPv4Traffic && this.options.IPv6Traffic && request.version === 5 ? 0 : this.options.IPv6Traffic && request.version === 5 ? 6 : 4;
+      const addrs = await kernel.lookup(dest.host, family, conn);
+      const a = chooseAddress(addrs, request.version, this.options);
+      return a ? answer(a) : FAILED;
+    } catch (err) {
+      conn.log.debug({ err: errorMessage(err) }, 'RESOLVE failed');
+      const rep = repForError(err);
+      return rep === Rep.GENERAL_FAILURE || rep === Rep.SUCCEEDED ? FAILED : { rep };
+    }
+  }
+
+  private async viaUpstream(kernel: Kernel, conn: ConnectionContext, version: 4 | 5, dest: SocksAddress): Promise<Reply> {
+    const query = kernel.upstream.query;
+    if (!query) return { rep: Rep.COMMAND_NOT_SUPPORTED };
+    const reply = await query.call(kernel.upstream, Command.RESOLVE, { ...dest, port: 0 }, conn, { signal: lookupSignal(kernel, conn) });
+    if (reply.rep !== Rep.SUCCEEDED) return { rep: reply.rep };
+    const b = reply.bound;
+    if (!b || b.kind === 'domain') return FAILED;
+    const a: ResolvedAddress = { address: b.host, family: b.kind === 'ipv6' ? 6 : 4 };
+    return chooseAddress([a], version, this.options) ? answer(a) : FAILED;
+  }
+}
+
+export default ResolvePlugin;

@@ -78,7 +78,8 @@ export interface Socks4Reply {
   readonly ip: string;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the name, never silently stripped (an empty name could otherwise pass).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function ok<T>(value: T, length: number): ParseOk<T> {
   return { status: 'ok', value, length };
@@ -355,6 +356,7 @@ export function encodeSocks5Reply(rep: number, bound: SocksAddress): Buffer {
 export function encodeSocks4Request(command: number, destination: SocksAddress, userId: Uint8Array | string = ''): Buffer {
   const uid = typeof userId === 'string' ? Buffer.from(userId, 'utf8') : Buffer.from(userId);
   if (destination.kind === 'ipv6') throw new RangeError('SOCKS4 cannot carry an IPv6 address');
+  if (uid.length > Limits.SOCKS4_USERID_MAX || uid.includes(0)) throw new RangeError('SOCKS4 USERID must be at most 255 bytes without NUL');
   const head = Buffer.allocUnsafe(8);
   head[0] = Version.SOCKS4;
   head[1] = command;
@@ -364,7 +366,9 @@ export function encodeSocks4Request(command: number, destination: SocksAddress, 
     return Buffer.concat([head, uid, Buffer.from([0])]);
   }
   head.set([0, 0, 0, 1], 4);
-  return Buffer.concat([head, uid, Buffer.from([0]), Buffer.from(destination.host, 'utf8'), Buffer.from([0])]);
+  const name = Buffer.from(destination.host, 'utf8');
+  if (name.length === 0 || name.length > Limits.SOCKS4A_HOSTNAME_MAX || name.includes(0)) throw new RangeError('SOCKS4A hostname must be 1 to 255 bytes without NUL');
+  return Buffer.concat([head, uid, Buffer.from([0]), name, Buffer.from([0])]);
 }
 
 /** `00 CD DSTPORT DSTIP` (SOCKS4 protocol document). `ip` must be IPv4. */

@@ -1,0 +1,142 @@
+/**
+ * Real SOCKS servers used as upstreams (microsocks, dante-server), spawned on a free loopback
+ * port and killed by PID. Nothing here binds outside 127.0.0.1.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+/** A spawned server. */
+export interface Daemon {
+  readonly port: number;
+  readonly pid: number;
+  /** Output so far (for failure messages). */
+  output(): string;
+  /** SIGTERM by PID, SIGKILL after 2 s, and remove temp files. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** A port that was free a moment ago on 127.0.0.1 (bind :0, read, close). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** Resolve once 127.0.0.1:port accepts a TCP connection; reject after `timeoutMs` or if `child` exits. */
+export async function waitForPort(port: number, child: ChildProcess, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before listening on ${port}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = net.connect({ port, host: '127.0.0.1' });
+      c.once('connect', () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listening on 127.0.0.1:${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function spawnDaemon(file: string, args: (port: number) => string[], cleanup: () => Promise<void>, port?: number): Promise<Daemon> {
+  const p = port ?? (await freePort());
+  const child = spawn(file, args(p), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.once('error', (err) => (output += `spawn error: ${err.message}\n`));
+  let stopping: Promise<void> | undefined;
+  const daemon: Daemon = {
+    port: p,
+    pid: child.pid ?? -1,
+    output: () => output,
+    stop() {
+      stopping ??= (async () => {
+        if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+          try {
+            process.kill(child.pid, 'SIGTERM');
+          } catch {
+            /* already gone */
+          }
+          const t = setTimeout(() => {
+            try {
+              process.kill(child.pid!, 'SIGKILL');
+            } catch {
+              /* already gone */
+            }
+          }, 2000);
+          await exited;
+          clearTimeout(t);
+        }
+        await cleanup();
+      })();
+      return stopping;
+    },
+  };
+  try {
+    await waitForPort(p, child);
+  } catch (err) {
+    await daemon.stop();
+    throw new Error(`${file} did not start: ${(err as Error).message}; output: ${output}`);
+  }
+  return daemon;
+}
+
+/** Retry a start a few times: the free port may be taken between freePort() and the bind. */
+async function withRetries(start: () => Promise<Daemon>, tries = 3): Promise<Daemon> {
+  for (let i = 1; ; i++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (i >= tries) throw err;
+    }
+  }
+}
+
+/** `microsocks -i 127.0.0.1 -p PORT [-u USER -P PASS]`. */
+export function startMicrosocks(bin: string, auth?: { username: string; password: string }): Promise<Daemon> {
+  return withRetries(() =>
+    spawnDaemon(bin, (port) => ['-i', '127.0.0.1', '-p', String(port), ...(auth ? ['-u', auth.username, '-P', auth.password] : [])], async () => {}),
+  );
+}
+
+/**
+ * `danted -f CONF -N 1 -p PIDFILE` (foreground: no -D) with a loopback-only, no-auth config in a
+ * temp folder. danted's children exit with their mother on SIGTERM.
+ */
+export function startDante(bin: string): Promise<Daemon> {
+  return withRetries(() => startDanteOnce(bin));
+}
+
+async function startDanteOnce(bin: string): Promise<Daemon> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'socksmith-dante-'));
+  const conf = path.join(dir, 'danted.conf');
+  const port = await freePort();
+  await fs.writeFile(
+    conf,
+    [
+      'logoutput: stderr',
+      `internal: 127.0.0.1 port = ${port}`,
+      'external: 127.0.0.1',
+      'socksmethod: none',
+      'clientmethod: none',
+      'user.privileged: root',
+      'user.unprivileged: nobody',
+      'client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }',
+      'socks pass { from: 127.0.0.0/8 to: 127.0.0.0/8 command: connect }',
+      '',
+    ].join('\n'),
+  );
+  return spawnDaemon(bin, () => ['-f', conf, '-N', '1', '-p', path.join(dir, 'danted.pid')], () => fs.rm(dir, { recursive: true, force: true }), port);
+}

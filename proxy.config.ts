@@ -5,11 +5,11 @@
 import { defineConfig } from 'socksmith';
 
 export default defineConfig({
-  // Loopback only. Listening elsewhere makes this reachable by others: read docs/security.md first.
+  // Loopback only. Any other address makes the proxy reachable by other hosts (see docs/config.md).
   listen: [{ host: '127.0.0.1', port: 1080 }],
 
   // How streams leave the proxy. To run in front of Tor's SocksPort instead:
-  //   upstream: { type: 'socks5', host: '127.0.0.1', port: 9050 },
+  //   upstream: { type: 'socks5', host: '127.0.0.1', port: 9050, pipelining: true },
   upstream: { type: 'direct' },
 
   // The six Tor extensions. true / false, or an options object.

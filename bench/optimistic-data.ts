@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   const linkPort = await listen(link);
   const make = async (on: boolean) => {
     const p = await SocksmithProxy.create(
-      { listen: [{ host: '127.0.0.1', port: 0 }], upstream: { type: 'socks5', host: '127.0.0.1', port: linkPort }, plugins: { ...OFF, 'optimistic-data': on } },
+      { listen: [{ host: '127.0.0.1', port: 0 }], upstream: { type: 'socks5', host: '127.0.0.1', port: linkPort, pipelining: true }, plugins: { ...OFF, 'optimistic-data': on } },
       { logger: quiet },
     );
     const [l] = await p.listen();

@@ -10,7 +10,7 @@ import 'reflect-metadata';
 export { inject, injectable } from 'tsyringe';
 export type { DependencyContainer } from 'tsyringe';
 
-export { defineConfig, type SocksmithConfig } from './config/define-config.js';
+export { defineConfig, type SocksmithConfig, type PluginsConfig, type PluginSetting, type CustomPluginSetting } from './config/define-config.js';
 export type { ConfigInput, ListenConfig, UpstreamConfig, DirectUpstreamConfig, Socks5UpstreamConfig, ModuleUpstreamConfig, ResolverConfig } from './config/schema.js';
 export type { ResolvedConfig, PluginEntry, ResolvedResolverConfig } from './config/types.js';
 export { loadConfig } from './config/load.js';

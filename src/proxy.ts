@@ -8,6 +8,7 @@ import net from 'node:net';
 import type { DependencyContainer } from 'tsyringe';
 import { resolveConfig } from './config/normalize.js';
 import type { ConfigInput } from './config/schema.js';
+import type { SocksmithConfig } from './config/define-config.js';
 import type { ResolvedConfig } from './config/types.js';
 import { createContainer } from './di/container.js';
 import { Tokens, resolveToken } from './di/tokens.js';
@@ -27,7 +28,7 @@ export interface CreateProxyOptions {
   readonly cwd?: string;
 }
 
-function isResolved(c: ResolvedConfig | ConfigInput): c is ResolvedConfig {
+function isResolved(c: ResolvedConfig | SocksmithConfig | ConfigInput): c is ResolvedConfig {
   return typeof (c as ResolvedConfig).source === 'object' && Array.isArray((c as ResolvedConfig).plugins);
 }
 
@@ -49,7 +50,7 @@ export class SocksmithProxy {
   ) {}
 
   /** Build a proxy from a resolved config or a raw config object (validated here). Does not listen yet. */
-  static async create(config: ResolvedConfig | ConfigInput, options: CreateProxyOptions = {}): Promise<SocksmithProxy> {
+  static async create(config: ResolvedConfig | SocksmithConfig | ConfigInput, options: CreateProxyOptions = {}): Promise<SocksmithProxy> {
     const cwd = options.cwd ?? process.cwd();
     const resolved = isResolved(config) ? config : resolveConfig(config, { file: undefined, dir: cwd });
     const logger = options.logger ?? createLogger(resolved.log.level);
@@ -62,8 +63,8 @@ export class SocksmithProxy {
 
   /** Start plugins and bind every listener. Resolves with the bound addresses (real ports). */
   async listen(): Promise<ListenerInfo[]> {
-    await startPlugins(this.plugins, this.config.timeouts.pluginStart);
     try {
+      await startPlugins(this.plugins, this.config.timeouts.pluginStart);
       for (const [index, l] of this.config.listen.entries()) {
         const server = net.createServer({ allowHalfOpen: true, noDelay: true });
         server.on('error', (err) => this.logger.error({ err: errorMessage(err) }, 'listener error'));
@@ -82,7 +83,7 @@ export class SocksmithProxy {
         this.bound.push(info);
       }
     } catch (err) {
-      await this.close(0);
+      await this.close(0); // closes every plugin too, also after a failed start()
       throw err;
     }
     return [...this.bound];
@@ -112,6 +113,6 @@ export class SocksmithProxy {
 }
 
 /** Create a proxy (see {@link SocksmithProxy.create}). */
-export function createProxy(config: ResolvedConfig | ConfigInput, options?: CreateProxyOptions): Promise<SocksmithProxy> {
+export function createProxy(config: ResolvedConfig | SocksmithConfig | ConfigInput, options?: CreateProxyOptions): Promise<SocksmithProxy> {
   return SocksmithProxy.create(config, options);
 }

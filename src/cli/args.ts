@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.js';
 import type { ListenConfig } from '../config/schema.js';
+import { LOG_LEVELS } from '../logger.js';
 
 /** Parsed command line. */
 export interface CliArgs {
@@ -63,12 +64,16 @@ export function parseCliArgs(argv: readonly string[]): CliArgs {
   } catch (err) {
     throw new ConfigError('', (err as Error).message.split('\n')[0] ?? 'bad arguments');
   }
+  const logLevel = values['log-level'];
+  if (logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError('--log-level', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  }
   return {
     config: values.config,
     listen: (values.listen ?? []).map(parseListen),
     help: values.help ?? false,
     version: values.version ?? false,
     check: values.check ?? false,
-    logLevel: values['log-level'],
+    logLevel,
   };
 }

@@ -10,9 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { loadConfigFile } from '../config/load.js';
 import { resolveConfig } from '../config/normalize.js';
 import type { ResolvedConfig } from '../config/types.js';
-import { ConfigError, SocksmithError, errorMessage } from '../errors.js';
-import { loadPlugins } from '../kernel/plugin-loader.js';
-import { createLogger, LOG_LEVELS } from '../logger.js';
+import { type SocksmithError, errorMessage } from '../errors.js';
+import { createLogger } from '../logger.js';
 import { formatHostPort } from '../protocol/address.js';
 import { SocksmithProxy } from '../proxy.js';
 import { type CliArgs, USAGE, parseCliArgs } from './args.js';
@@ -38,10 +37,7 @@ function withOverrides(raw: unknown, args: CliArgs): unknown {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw; // validation reports it
   const out: Record<string, unknown> = { ...(raw as Record<string, unknown>) };
   if (args.listen.length > 0) out.listen = args.listen;
-  if (args.logLevel !== undefined) {
-    if (!(LOG_LEVELS as readonly string[]).includes(args.logLevel)) throw new ConfigError('--log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
-    out.log = { ...(out.log as object | undefined), level: args.logLevel };
-  }
+  if (args.logLevel !== undefined) out.log = { ...(out.log as object | undefined), level: args.logLevel };
   return out;
 }
 
@@ -65,7 +61,10 @@ async function main(): Promise<void> {
     const { raw, source } = await loadConfigFile({ file: args.config, cwd: process.cwd() });
     config = resolveConfig(withOverrides(raw, args), source);
     if (args.check) {
-      await loadPlugins(config);
+      // Build everything a start would (plugin and upstream modules loaded, options validated,
+      // plugins constructed and applied), but bind nothing.
+      const probe = await SocksmithProxy.create(config, { logger: createLogger('silent') });
+      await probe.close(0);
       process.stdout.write(`socksmith: configuration ok${config.source.file ? ` (${config.source.file})` : ' (defaults)'}\n`);
       return;
     }

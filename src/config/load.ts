@@ -100,6 +100,11 @@ export async function loadConfigFile(options: { file?: string; cwd: string }): P
   return { raw: result.config ?? {}, source: { file: result.filepath, dir: path.dirname(result.filepath) } };
 }
 
+/** The message on one line: line breaks folded, blank lines dropped (errors must fit one line). */
 function firstLine(s: string): string {
-  return s.split('\n')[0] ?? s;
+  return s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(' ');
 }

@@ -71,8 +71,11 @@ export const Socks5UpstreamSchema = obj(
     port: Type.Integer({ minimum: 1, maximum: 65535, description: 'Port of the upstream SOCKS5 server (Tor: 9050).' }),
     username: Type.Optional(Type.String({ maxLength: 255, description: 'RFC 1929 username for the upstream. Plugins (isolation) may override it per stream.' })),
     password: Type.Optional(Type.String({ maxLength: 255, description: 'RFC 1929 password for the upstream. Never logged.' })),
-    handshakeTimeout: Type.Optional(
-      Type.Integer({ minimum: 100, maximum: 600000, description: 'Milliseconds for the upstream SOCKS handshake, included in timeouts.connect. Default: timeouts.connect.' }),
+    pipelining: Type.Optional(
+      Type.Boolean({
+        description:
+          "The upstream keeps bytes that arrive right behind a request (C Tor does). Lets the optimistic-data plugin send credentials, request and early data together, saving a round trip. Default false: microsocks drops such bytes and Arti refuses them, so socksmith waits for each reply.",
+      }),
     ),
   },
   'Chain to an upstream SOCKS5 server. Hostnames are passed on as names (ATYP 03) and never resolved locally.',

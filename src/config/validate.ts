@@ -111,8 +111,11 @@ export function validate<T>(schema: object, value: unknown, prefix: string): T {
   const v = validatorFor(schema);
   if (!v(copy)) {
     const errors = v.errors ?? [];
-    // With unions ajv reports one error per branch; the most specific (deepest) one is the useful one.
-    const best = [...errors].sort((a, b) => b.instancePath.length - a.instancePath.length)[0];
+    // With unions ajv reports one error per branch, then the union's own anyOf error. The deepest
+    // path is the useful one; at that path the anyOf error names every allowed value.
+    const deepest = Math.max(...errors.map((e) => e.instancePath.length));
+    const atDeepest = errors.filter((e) => e.instancePath.length === deepest);
+    const best = atDeepest.find((e) => e.keyword === 'anyOf') ?? atDeepest[0];
     throw best ? toConfigError(best, prefix) : new ConfigError(prefix, 'is invalid');
   }
   return copy as T;

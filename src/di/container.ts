@@ -2,7 +2,10 @@
  * Building the DI container of one proxy instance: explicit registrations, no global state.
  *
  * Each proxy gets its own child of tsyringe's root container (nothing is ever registered on the
- * root), so two proxies in one process share nothing. Plugins and custom upstreams are resolved
+ * root), so two proxies in one process share nothing. Services are registered there as
+ * singletons: the instance lives on that registration, so the children that construct plugins
+ * resolve the very same kernel, resolver and upstream (ContainerScoped would give each child its
+ * own copy). Plugins and custom upstreams are resolved
  * from a further child in which `Tokens.PluginOptions` holds their validated options.
  * @packageDocumentation
  */
@@ -30,6 +33,8 @@ type Constructor<T> = new (...args: any[]) => T;
  * Classes without decorators are supported too: `new Class(options)`.
  */
 export function constructWithOptions<T>(parent: DependencyContainer, Class: Constructor<T>, options: unknown): T {
+  // No parameters to inject: construct directly, handing over the options (harmless if unused).
+  if (Class.length === 0) return new Class(options);
   const child = parent.createChildContainer();
   child.register(Tokens.PluginOptions, { useValue: options });
   try {
@@ -52,13 +57,13 @@ export async function createContainer(config: ResolvedConfig, logger: Logger, cl
   c.register(Tokens.Logger, { useValue: logger });
   c.register(Tokens.Clock, { useValue: clock });
   c.register(Tokens.Hooks, { useValue: createHooks() });
-  c.register(Tokens.Resolver, { useClass: DnsResolver }, { lifecycle: Lifecycle.ContainerScoped });
-  c.register(Tokens.NameResolution, { useClass: NameResolution }, { lifecycle: Lifecycle.ContainerScoped });
+  c.register(Tokens.Resolver, { useClass: DnsResolver }, { lifecycle: Lifecycle.Singleton });
+  c.register(Tokens.NameResolution, { useClass: NameResolution }, { lifecycle: Lifecycle.Singleton });
   const up = config.upstream;
   if (up.type === 'direct') {
-    c.register(Tokens.Upstream, { useClass: DirectUpstream }, { lifecycle: Lifecycle.ContainerScoped });
+    c.register(Tokens.Upstream, { useClass: DirectUpstream }, { lifecycle: Lifecycle.Singleton });
   } else if (up.type === 'socks5') {
-    c.register(Tokens.Upstream, { useClass: Socks5Upstream }, { lifecycle: Lifecycle.ContainerScoped });
+    c.register(Tokens.Upstream, { useClass: Socks5Upstream }, { lifecycle: Lifecycle.Singleton });
   } else {
     const Class = await loadDefaultExport(up.module, config.source.dir, 'upstream.module');
     if (!isUpstreamClass(Class)) {
@@ -68,6 +73,6 @@ export async function createContainer(config: ResolvedConfig, logger: Logger, cl
     const instance = constructWithOptions(c, Class, options);
     c.register(Tokens.Upstream, { useValue: instance });
   }
-  c.register(Tokens.Kernel, { useClass: Kernel }, { lifecycle: Lifecycle.ContainerScoped });
+  c.register(Tokens.Kernel, { useClass: Kernel }, { lifecycle: Lifecycle.Singleton });
   return c;
 }

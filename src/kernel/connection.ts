@@ -7,7 +7,7 @@
  * @packageDocumentation
  */
 import type { Socket } from 'node:net';
-import { PluginHookError, errorMessage } from '../errors.js';
+import { PluginHookError, errorMessage, hasCode } from '../errors.js';
 import { type SocksAddress, ZERO_ADDRESS, formatAddress } from '../protocol/address.js';
 import type { SocksRequest } from '../protocol/codec.js';
 import { encodeSocks4Reply, encodeSocks5Reply } from '../protocol/codec.js';
@@ -18,7 +18,7 @@ import type { UpstreamStream } from '../upstream/types.js';
 import { UpstreamError } from '../errors.js';
 import { ConnectionContext, type Credentials } from './context.js';
 import { EarlyData } from './early-data.js';
-import type { DataInfo, GreetingDecision, Reply, Takeover } from './hooks.js';
+import { type DataInfo, type GreetingDecision, type Reply, type Takeover, isTapped } from './hooks.js';
 import type { Kernel } from './kernel.js';
 import { relay } from './relay.js';
 
@@ -237,13 +237,13 @@ export class Connection {
 
   private async greeting(firstByte: number, methods: readonly number[]): Promise<GreetingDecision | undefined> {
     const hook = this.kernel.hooks.onGreeting;
-    if (!hook.isUsed()) return undefined;
+    if (!isTapped(hook)) return undefined;
     return hook.promise({ conn: this.ctx, firstByte, methods });
   }
 
   private async authenticate(credentials: Credentials): Promise<boolean> {
     const hook = this.kernel.hooks.onAuth;
-    if (!hook.isUsed()) return true;
+    if (!isTapped(hook)) return true;
     const d = await hook.promise({ conn: this.ctx, credentials });
     return d === undefined || d.accept;
   }
@@ -315,7 +315,7 @@ export class Connection {
 
   private pushEarly(chunk: Buffer): void {
     const hook = this.kernel.hooks.onData;
-    if (hook.isUsed()) {
+    if (isTapped(hook)) {
       try {
         chunk = hook.call(chunk, this.upInfo);
       } catch (err) {
@@ -344,7 +344,7 @@ export class Connection {
     let reply: Reply | undefined;
     try {
       const hook = this.kernel.hooks.onRequest;
-      if (hook.isUsed()) reply = await hook.promise(ctx, request);
+      if (isTapped(hook)) reply = await hook.promise(ctx, request);
       if (this.isClosed()) return;
       if (reply) {
         await this.answer(reply, encodeReply);
@@ -389,7 +389,10 @@ export class Connection {
     } catch (err) {
       if (this.isClosed()) return;
       const rep = repForError(err);
-      ctx.log.debug({ err: errorMessage(err), rep: repName(rep) }, 'upstream connect failed');
+      const cause = (err as { cause?: unknown })?.cause;
+      if (hasCode(err, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(err);
+      else if (hasCode(cause, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(cause);
+      else ctx.log.debug({ err: errorMessage(err), rep: repName(rep) }, 'upstream connect failed');
       this.early?.discard();
       await this.answer({ rep }, encodeReply);
       return;
@@ -405,7 +408,7 @@ export class Connection {
     let reply: Reply = { rep: Rep.SUCCEEDED, bound: up.bound };
     try {
       const hook = this.kernel.hooks.onReply;
-      if (hook.isUsed()) reply = await hook.promise(reply, ctx);
+      if (isTapped(hook)) reply = await hook.promise(reply, ctx);
     } catch (err) {
       this.logHookError(err);
       reply = { rep: Rep.GENERAL_FAILURE };
@@ -413,13 +416,16 @@ export class Connection {
     if (this.isClosed()) return;
     reply = this.finalReply(reply);
     ctx.reply = reply.rep;
-    if (reply.rep !== Rep.SUCCEEDED) {
-      // A plugin turned success into failure: honour it, never relay.
+    const bytes = this.encodeSafely(reply, encodeReply);
+    // A plugin turned success into failure (or its reply could not be encoded): honour the
+    // failure, never relay.
+    if (!bytes || reply.rep !== Rep.SUCCEEDED || bytes === this.fallbackBytes) {
       this.early?.discard();
-      this.endWith(encodeReply(reply));
+      if (bytes) this.endWith(bytes);
+      else this.finish();
       return;
     }
-    this.socket.write(encodeReply(reply));
+    this.socket.write(bytes);
     this.startRelay(up);
   }
 
@@ -434,7 +440,7 @@ export class Connection {
     let r = reply;
     try {
       const hook = this.kernel.hooks.onReply;
-      if (hook.isUsed()) r = await hook.promise(reply, this.ctx);
+      if (isTapped(hook)) r = await hook.promise(reply, this.ctx);
     } catch (err) {
       this.logHookError(err);
       r = { rep: reply.rep === Rep.SUCCEEDED ? Rep.GENERAL_FAILURE : reply.rep };
@@ -443,7 +449,31 @@ export class Connection {
     r = this.finalReply(r);
     this.ctx.reply = r.rep;
     this.early?.discard();
-    this.endWith(encodeReply(r));
+    const bytes = this.encodeSafely(r, encodeReply);
+    if (bytes) this.endWith(bytes);
+    else this.finish();
+  }
+
+  private fallbackBytes: Buffer | undefined;
+
+  /**
+   * Encode a reply; if a plugin produced one that cannot be encoded (a name over 255 bytes, a
+   * bad IP string), log it and send a general failure instead (recorded in `fallbackBytes`), or
+   * `undefined` when even that cannot be encoded.
+   */
+  private encodeSafely(reply: Reply, encodeReply: (reply: Reply) => Buffer): Buffer | undefined {
+    try {
+      return encodeReply(reply);
+    } catch (err) {
+      this.ctx.log.warn({ err: errorMessage(err), rep: repName(reply.rep) }, 'reply cannot be encoded; sending general failure');
+      this.ctx.reply = Rep.GENERAL_FAILURE;
+      try {
+        this.fallbackBytes = encodeReply({ rep: Rep.GENERAL_FAILURE });
+        return this.fallbackBytes;
+      } catch {
+        return undefined;
+      }
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -468,7 +498,7 @@ export class Connection {
     const hook = this.kernel.hooks.onData;
     relay(this.socket, up.stream, {
       ctx: this.ctx,
-      onData: hook.isUsed() ? hook : undefined,
+      onData: isTapped(hook) ? hook : undefined,
       upInfo: this.upInfo,
       downInfo: this.downInfo,
       done: (err) => this.finish(err),
@@ -512,6 +542,12 @@ export class Connection {
     this.abort.abort();
     this.early?.discard();
     this.early = undefined;
+    if ((err as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET') {
+      // Pass a reset on as a reset, so the other peer can tell an aborted stream from a
+      // finished one (a FIN would look like a clean end).
+      resetOrDestroy(this.socket);
+      if (this.upstream) resetOrDestroy(this.upstream.stream);
+    }
     this.socket.destroy();
     this.upstream?.stream.destroy();
     this.kernel.forget(this);
@@ -536,6 +572,14 @@ export class Connection {
     this.closeWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** Reset a TCP socket (RST) if it can be; otherwise just destroy the stream. */
+function resetOrDestroy(stream: { destroyed: boolean; destroy(): void }): void {
+  if (stream.destroyed) return;
+  const s = stream as { resetAndDestroy?: () => void };
+  if (typeof s.resetAndDestroy === 'function') s.resetAndDestroy();
+  else stream.destroy();
 }
 
 /** Method choice without plugins: 00 if offered, else 02 (credentials accepted unchecked), else FF. */

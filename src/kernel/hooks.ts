@@ -34,7 +34,10 @@ export interface Takeover {
    * before calling {@link Takeover.runRequest}. Do not destroy it yourself; call {@link Takeover.finish}.
    */
   readonly socket: Duplex;
-  /** Bytes read so far and not consumed by the kernel (the first byte included). */
+  /**
+   * Bytes read so far and not consumed by the kernel: for SOCKS4 and unknown protocols everything
+   * from the first byte; for SOCKS5 whatever followed the greeting.
+   */
   readonly buffered: Buffer;
   /**
    * Run a request through the kernel's pipeline (`onRequest`, the upstream, `onReply`, relay) as
@@ -145,6 +148,15 @@ export interface Hooks {
 /** Hook names, in lifecycle order. */
 export const HOOK_NAMES = ['onGreeting', 'onAuth', 'onRequest', 'onResolve', 'onReply', 'onData'] as const;
 
+/**
+ * True when at least one plugin tapped `hook`. The kernel uses this, not tapable's `isUsed()`, to
+ * skip a hook nobody listens to: `isUsed()` also counts interceptors, and every kernel hook has the
+ * error-attribution interceptor, so it would always be true.
+ */
+export function isTapped(hook: { readonly taps: readonly unknown[] }): boolean {
+  return hook.taps.length > 0;
+}
+
 /** True for errors that are deliberate answers (they carry a numeric SOCKS `rep`), not plugin crashes. */
 export function isDeliberate(err: unknown): err is Error & { rep: number } {
   return typeof err === 'object' && err !== null && typeof (err as { rep?: unknown }).rep === 'number';
@@ -169,7 +181,7 @@ function attributeErrors(hookName: string, hook: { intercept(i: object): void })
           try {
             p = fn(...args);
           } catch (err) {
-            return Promise.reject(new PluginHookError(tap.name, hookName, err));
+            return Promise.reject(isDeliberate(err) ? err : new PluginHookError(tap.name, hookName, err));
           }
           return (p as Promise<unknown>).then(undefined, wrap);
         };

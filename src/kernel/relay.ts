@@ -8,7 +8,7 @@
  *   (`allowHalfOpen`), so request/response protocols that half-close (`nc -N`, HTTP/1.0 clients)
  *   get their whole answer.
  * - The relay is over when both sockets have closed; an error or abortive close of either side
- *   destroys both. `onData` (when a plugin taps it) sees and may transform every chunk.
+ *   destroys both (a TCP reset is passed on as a reset by the teardown). `onData` (when a plugin taps it) sees and may transform every chunk.
  * @packageDocumentation
  */
 import type { Duplex } from 'node:stream';
@@ -104,6 +104,7 @@ export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): voi
     linger.unref?.();
   };
 
+  // Errors end the relay; the connection's teardown passes a reset on as a reset.
   client.on('error', (err) => done(err));
   upstream.on('error', (err) => done(err));
   client.on('close', (hadError: boolean) => onClose('client', hadError));

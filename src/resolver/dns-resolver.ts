@@ -12,6 +12,7 @@ import type { Clock } from '../clock.js';
 import { ResolveError, errorMessage } from '../errors.js';
 import type { ResolvedAddress } from '../kernel/hooks.js';
 import { classifyHost } from '../protocol/address.js';
+import { reverseName } from '../protocol/names.js';
 import { isOnionName } from '../protocol/names.js';
 import { PartitionedCache } from './cache.js';
 import type { LookupOptions, Resolver } from './types.js';
@@ -105,7 +106,9 @@ export class DnsResolver implements Resolver {
       throw new ResolveError(hit.message);
     }
     try {
-      const names = this.dns ? await this.dns.reverse(address) : await dns.promises.reverse(address);
+      // With configured servers, ask them for the PTR record itself: Resolver.reverse() would
+      // answer from /etc/hosts first and never ask the servers.
+      const names = this.dns ? await this.dns.resolvePtr(reverseName(address)) : await dns.promises.reverse(address);
       if (names.length === 0) throw new Error('no PTR record');
       this.ptrCache.set(options.partition, key, { ok: true, names }, Math.min(this.cfg.cache.systemTtl, this.cfg.cache.maxTtl) * 1000);
       return names;

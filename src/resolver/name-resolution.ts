@@ -7,7 +7,7 @@ import { inject, injectable } from 'tsyringe';
 import { Tokens } from '../di/tokens.js';
 import { ResolveError } from '../errors.js';
 import type { ConnectionContext } from '../kernel/context.js';
-import type { Hooks, ResolvedAddress } from '../kernel/hooks.js';
+import { type Hooks, type ResolvedAddress, isTapped } from '../kernel/hooks.js';
 import { classifyHost } from '../protocol/address.js';
 import type { Resolver } from './types.js';
 
@@ -26,7 +26,7 @@ export class NameResolution {
   async lookup(name: string, family: 0 | 4 | 6, conn: ConnectionContext | undefined): Promise<readonly ResolvedAddress[]> {
     const literal = classifyHost(name, 0);
     if (literal.kind !== 'domain') return [{ address: literal.host, family: literal.kind === 'ipv4' ? 4 : 6 }];
-    if (this.hooks.onResolve.isUsed()) {
+    if (isTapped(this.hooks.onResolve)) {
       const answer = await this.hooks.onResolve.promise({ conn, type: 'forward', name, family });
       if (answer !== undefined) {
         if (!('addresses' in answer) || answer.addresses.length === 0) throw new ResolveError(`onResolve gave no addresses for ${name}`);
@@ -38,7 +38,7 @@ export class NameResolution {
 
   /** Reverse-resolve an IP literal for `conn`: `onResolve` taps, then the resolver service. */
   async reverse(address: string, conn: ConnectionContext | undefined): Promise<readonly string[]> {
-    if (this.hooks.onResolve.isUsed()) {
+    if (isTapped(this.hooks.onResolve)) {
       const answer = await this.hooks.onResolve.promise({ conn, type: 'reverse', name: address, family: 0 });
       if (answer !== undefined) {
         if (!('names' in answer) || answer.names.length === 0) throw new ResolveError(`onResolve gave no names for ${address}`);

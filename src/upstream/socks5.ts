@@ -6,10 +6,12 @@
  *   configured username/password. With credentials the greeting offers `00 02` and the server
  *   chooses (Tor with IsolateSOCKSAuth chooses 02).
  * - The upstream's reply code is carried back to the client (`UpstreamError.rep`).
- * - Optimistic data (`options.early`): the RFC 1929 message, the request and the early bytes are
- *   sent together right after the method reply. Tor handles that pipelining (only a greeting
- *   pipelined with credentials loses a reply there, tor-socks.md a.1), so the greeting is always
- *   sent alone and answered first.
+ * - Optimistic data (`options.early`) with `pipelining: true`: the RFC 1929 message, the request
+ *   and the early bytes are sent together right after the method reply. C Tor handles that
+ *   pipelining (only a greeting pipelined with credentials loses a reply there, tor-socks.md a.1),
+ *   so the greeting is always sent alone and answered first. Without `pipelining` (the default)
+ *   every step waits for its reply and early bytes follow the success reply: microsocks drops
+ *   bytes that share a read with the request, and Arti refuses them (TROVE-2024-010).
  * @packageDocumentation
  */
 import net from 'node:net';
@@ -134,7 +136,9 @@ export class Socks5Upstream implements Upstream {
       const creds = this.credentials(conn);
       socket.write(encodeSocks5Greeting(creds ? [Method.NO_AUTH, Method.USERPASS] : [Method.NO_AUTH]));
       const method = await reader.read(parseMethodSelection);
-      const pipelined = early !== undefined;
+      // Pipelining only to upstreams known to keep the bytes (pipelining: true, e.g. C Tor):
+      // microsocks silently drops what follows a request in the same read, and Arti refuses it.
+      const pipelined = early !== undefined && this.options.pipelining === true;
       const request = encodeSocks5Request(command, destination);
       if (method === Method.USERPASS) {
         if (!creds) throw new UpstreamError(Rep.GENERAL_FAILURE, 'upstream chose username/password but none are configured');

@@ -34,7 +34,7 @@ async function requestWithEarly(port: number, host: string, destPort: number, ea
   return c;
 }
 
-describe('with a recording socks5 upstream that delays its CONNECT reply by 300 ms', () => {
+describe('with a recording socks5 upstream (pipelining like Tor) that delays its CONNECT reply by 300 ms', () => {
   let up: RecordingUpstream;
   let refuse = false;
   before(async () => {
@@ -47,7 +47,7 @@ describe('with a recording socks5 upstream that delays its CONNECT reply by 300 
 
   for (const on of [true, false]) {
     test(`${on ? 'on' : 'off'}: early bytes ${on ? 'arrive right behind the request, BEFORE the reply' : 'arrive only after the reply'}; never lost`, async () => {
-      const px = await startProxy({ upstream: socks5Upstream(up.port), plugins: { 'optimistic-data': on } });
+      const px = await startProxy({ upstream: socks5Upstream(up.port, { pipelining: true }), plugins: { 'optimistic-data': on } });
       try {
         const n = up.sessions.length;
         const early = Buffer.from('EARLY-DATA-0123456789');
@@ -82,7 +82,7 @@ describe('with a recording socks5 upstream that delays its CONNECT reply by 300 
     });
 
     test(`${on ? 'on' : 'off'}: when the connect fails the client gets the failure reply and the destination never sees the early bytes`, async () => {
-      const px = await startProxy({ upstream: socks5Upstream(up.port), plugins: { 'optimistic-data': on } });
+      const px = await startProxy({ upstream: socks5Upstream(up.port, { pipelining: true }), plugins: { 'optimistic-data': on } });
       refuse = true;
       try {
         const n = up.sessions.length;
@@ -103,10 +103,30 @@ describe('with a recording socks5 upstream that delays its CONNECT reply by 300 
     });
   }
 
+  test('on, but the upstream is not marked pipelining (the default): nothing is sent behind the request before the reply, and nothing is lost', async () => {
+    // microsocks and Arti drop or refuse bytes that arrive together with a request, so socksmith
+    // pipelines only to upstreams configured with pipelining: true (Tor).
+    const px = await startProxy({ upstream: socks5Upstream(up.port), plugins: { 'optimistic-data': true } });
+    try {
+      const n = up.sessions.length;
+      const early = Buffer.from('HELD-UNTIL-CONFIRMED');
+      const c = await requestWithEarly(px.port, 'localhost', echo.port, early);
+      const reply = await readReply5(c);
+      assert.equal(toHex(reply.subarray(0, 3)), '05 00 00');
+      assert.equal((await c.read(early.length)).toString(), early.toString());
+      c.destroy();
+      const s = up.sessions[n]!;
+      assert.equal(s.earlyBeforeReply.length, 0, 'no byte behind the request before the reply');
+      assert.equal(s.toDestination.subarray(0, early.length).toString(), early.toString());
+    } finally {
+      await px.close();
+    }
+  });
+
   for (const on of [true, false]) {
     test(`${on ? 'on' : 'off'}: upstream user/password credentials with early data (auth + request + data pipelined after the method reply)`, async () => {
       const authUp = await startRecordingUpstream({ authReplyDelayMs: 150, replyDelayMs: 100 });
-      const px = await startProxy({ upstream: socks5Upstream(authUp.port, { username: 'up-user', password: 'up-pass' }), plugins: { 'optimistic-data': on } });
+      const px = await startProxy({ upstream: socks5Upstream(authUp.port, { username: 'up-user', password: 'up-pass', pipelining: true }), plugins: { 'optimistic-data': on } });
       try {
         const early = Buffer.from('PIPELINED-EARLY');
         const c = await requestWithEarly(px.port, 'localhost', echo.port, early);

@@ -49,7 +49,9 @@ const logging: UpstreamInterceptor = (next: ConnectFn): ConnectFn => async (dest
 };
 
 test('the public API exports what plugin authors and configs use', () => {
-  const config = defineConfig({ listen: [{ host: '127.0.0.1', port: 0 }], plugins: { 'extended-errors': true } });
+  const config = defineConfig({ listen: [{ host: '127.0.0.1', port: 0 }], upstream: { type: 'socks5', host: '127.0.0.1', port: 9050 }, plugins: { 'extended-errors': true, isolation: { IsolateDestPort: true } } });
+  // @ts-expect-error plugin options are typed
+  defineConfig({ plugins: { isolation: { IsolateDestPorts: true } } });
   // @ts-expect-error unknown top-level keys are type errors in a typed config
   defineConfig({ lissen: [] });
   assert.equal(config.plugins?.['extended-errors'], true);

@@ -205,6 +205,6 @@ export async function startMicrosocks(file: string): Promise<Spawned> {
 }
 
 /** `upstream: { type: 'socks5', host: '127.0.0.1', port, ...extra }` typed for startProxy. */
-export function socks5Upstream(port: number, extra: { username?: string; password?: string } = {}): { type: 'socks5' } {
+export function socks5Upstream(port: number, extra: { username?: string; password?: string; pipelining?: boolean } = {}): { type: 'socks5' } {
   return { type: 'socks5', host: '127.0.0.1', port, ...extra } as { type: 'socks5' };
 }

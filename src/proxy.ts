@@ -76,6 +76,11 @@ export class SocksmithProxy {
             resolve();
           });
         });
+        if (this.closing) {
+          // close() ran while we were binding (e.g. SIGTERM at startup): do not accept on it.
+          server.close();
+          break;
+        }
         const addr = server.address() as net.AddressInfo;
         const info: ListenerInfo = Object.freeze({ index, host: l.host, port: addr.port });
         server.on('connection', (socket) => this.kernel.accept(socket, info));

@@ -81,16 +81,8 @@ async function main(): Promise<void> {
     if (isConfigError(err)) die(`config error: ${errorMessage(err)}`, ExitCode.CONFIG);
     throw err;
   }
-  try {
-    const bound = await proxy.listen();
-    for (const b of bound) process.stdout.write(`socksmith listening on ${formatHostPort(b.host, b.port)}\n`);
-    logger.info({ listeners: bound.map((b) => formatHostPort(b.host, b.port)), upstream: proxy.kernel.upstream.name, plugins: config.plugins.map((p) => p.name), config: config.source.file }, 'socksmith started');
-  } catch (err) {
-    const code = (err as SocksmithError)?.code === 'SOCKSMITH_ERR_LISTEN' ? ExitCode.UNAVAILABLE : ExitCode.SOFTWARE;
-    logger.flush?.();
-    die(errorMessage(err), code);
-  }
-
+  // Handlers go in before the listeners bind: a supervisor may send SIGTERM the moment it reads
+  // the listening line, and that must drain, not kill.
   let signals = 0;
   const stop = (signal: NodeJS.Signals) => {
     signals++;
@@ -114,6 +106,16 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  try {
+    const bound = await proxy.listen();
+    for (const b of bound) process.stdout.write(`socksmith listening on ${formatHostPort(b.host, b.port)}\n`);
+    logger.info({ listeners: bound.map((b) => formatHostPort(b.host, b.port)), upstream: proxy.kernel.upstream.name, plugins: config.plugins.map((p) => p.name), config: config.source.file }, 'socksmith started');
+  } catch (err) {
+    const code = (err as SocksmithError)?.code === 'SOCKSMITH_ERR_LISTEN' ? ExitCode.UNAVAILABLE : ExitCode.SOFTWARE;
+    logger.flush?.();
+    die(errorMessage(err), code);
+  }
+
 }
 
 main().catch((err: unknown) => {

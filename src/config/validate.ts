@@ -102,6 +102,33 @@ export function toConfigError(err: ErrorObject, prefix: string): ConfigError {
   }
 }
 
+/** The sub-schema a `required` error's `schemaPath` (`#/properties/upstream/required`) points into. */
+function schemaAt(root: object, schemaPath: string): object | undefined {
+  const parts = schemaPath.replace(/^#\/?/, '').split('/').slice(0, -1);
+  let node: unknown = root;
+  for (const p of parts) node = (node as Record<string, unknown> | undefined)?.[p.replace(/~1/g, '/').replace(/~0/g, '~')];
+  return typeof node === 'object' && node !== null ? node : undefined;
+}
+
+/** An additionalProperties error for the first key of the object at `instancePath` that `schema` does not allow. */
+function unknownKeyError(schema: object | undefined, data: unknown, instancePath: string): ErrorObject | undefined {
+  const s = schema as { properties?: Record<string, unknown>; additionalProperties?: unknown } | undefined;
+  if (!s?.properties || s.additionalProperties !== false) return undefined;
+  let obj: unknown = data;
+  for (const p of instancePath.split('/').slice(1)) obj = (obj as Record<string, unknown> | undefined)?.[p.replace(/~1/g, '/').replace(/~0/g, '~')];
+  if (typeof obj !== 'object' || obj === null) return undefined;
+  const extra = Object.keys(obj).find((k) => !(k in s.properties!));
+  if (extra === undefined) return undefined;
+  return {
+    keyword: 'additionalProperties',
+    instancePath,
+    schemaPath: '',
+    params: { additionalProperty: extra },
+    parentSchema: s as never,
+    message: 'must NOT have additional properties',
+  } as ErrorObject;
+}
+
 /**
  * Validate `value` against `schema`. Returns a deep copy with defaults filled in; throws a
  * {@link ConfigError} whose message names `prefix` + the failing key.
@@ -115,7 +142,13 @@ export function validate<T>(schema: object, value: unknown, prefix: string): T {
     // path is the useful one; at that path the anyOf error names every allowed value.
     const deepest = Math.max(...errors.map((e) => e.instancePath.length));
     const atDeepest = errors.filter((e) => e.instancePath.length === deepest);
-    const best = atDeepest.find((e) => e.keyword === 'anyOf') ?? atDeepest[0];
+    let best = atDeepest.find((e) => e.keyword === 'anyOf') ?? atDeepest[0];
+    // A misspelled required key shows up first as "required"; the unknown key is the better
+    // message (it names the typo and suggests the right key).
+    if (best?.keyword === 'required') {
+      const unknown = unknownKeyError(schemaAt(schema, best.schemaPath), copy, best.instancePath);
+      if (unknown) best = unknown;
+    }
     throw best ? toConfigError(best, prefix) : new ConfigError(prefix, 'is invalid');
   }
   return copy as T;

@@ -261,7 +261,14 @@ export class Connection {
         bytes = Buffer.from([0x01, 0x01]);
         break;
       default:
-        bytes = this.hs.version === 4 ? socks4Rejection() : this.hs.version === 5 ? socks5ErrorReply(Rep.GENERAL_FAILURE) : undefined;
+        // onGreeting runs on a SOCKS4 client's first byte, before the state machine knows the
+        // version: the front end's protocol decides the form of the answer.
+        bytes =
+          this.hs.version === 4 || this.ctx.protocol === 'socks4'
+            ? socks4Rejection()
+            : this.hs.version === 5
+              ? socks5ErrorReply(Rep.GENERAL_FAILURE)
+              : undefined;
     }
     this.ctx.reply = Rep.GENERAL_FAILURE;
     this.endWith(bytes);
@@ -421,6 +428,7 @@ export class Connection {
     // failure, never relay.
     if (!bytes || reply.rep !== Rep.SUCCEEDED || bytes === this.fallbackBytes) {
       this.early?.discard();
+      up.stream.destroy(); // never relayed: close it now, not when the client finally goes
       if (bytes) this.endWith(bytes);
       else this.finish();
       return;
@@ -501,7 +509,10 @@ export class Connection {
       onData: isTapped(hook) ? hook : undefined,
       upInfo: this.upInfo,
       downInfo: this.downInfo,
-      done: (err) => this.finish(err),
+      done: (err) => {
+        if (hasCode(err, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(err);
+        this.finish(err);
+      },
     });
   }
 

@@ -12,13 +12,20 @@ import type { SocksmithConfig } from './config/define-config.js';
 import type { ResolvedConfig } from './config/types.js';
 import { createContainer } from './di/container.js';
 import { Tokens, resolveToken } from './di/tokens.js';
-import { SocksmithError, errorMessage } from './errors.js';
+import { ConfigError, SocksmithError, errorMessage } from './errors.js';
 import { type AppliedPlugin, applyPlugins, closePlugins, startPlugins } from './kernel/apply-plugins.js';
 import type { ListenerInfo } from './kernel/context.js';
 import type { Kernel } from './kernel/kernel.js';
 import { loadPlugins } from './kernel/plugin-loader.js';
 import { createLogger, type Logger } from './logger.js';
 import { formatHostPort } from './protocol/address.js';
+
+/** True for 127.0.0.0/8, ::1, ::ffff:127.x and `localhost`. */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost' || host === '::1' || host === '[::1]') return true;
+  const v4 = host.startsWith('::ffff:') ? host.slice(7) : host;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
 
 /** Options for {@link createProxy}. */
 export interface CreateProxyOptions {
@@ -61,8 +68,27 @@ export class SocksmithProxy {
     return new SocksmithProxy(container, kernel, resolved, plugins, logger);
   }
 
+  /**
+   * Refuse to become an open proxy by accident: a listener on a non-loopback address needs a
+   * plugin that restricts clients (auth, a client ACL) or `allowOpenProxy: true`.
+   */
+  private checkOpenProxy(): void {
+    if (this.config.allowOpenProxy) return;
+    const guarded = this.plugins.some((p) => p.instance.restrictsClients?.() === true);
+    if (guarded) return;
+    for (const [i, l] of this.config.listen.entries()) {
+      if (!isLoopbackHost(l.host)) {
+        throw new ConfigError(
+          `listen.${i}.host`,
+          `${l.host} is not a loopback address, and no plugin restricts who may connect: this would be an open proxy. Enable the auth plugin or a policy client ACL, or set allowOpenProxy: true if that is really intended`,
+        );
+      }
+    }
+  }
+
   /** Start plugins and bind every listener. Resolves with the bound addresses (real ports). */
   async listen(): Promise<ListenerInfo[]> {
+    this.checkOpenProxy();
     try {
       await startPlugins(this.plugins, this.config.timeouts.pluginStart);
       for (const [index, l] of this.config.listen.entries()) {

@@ -111,6 +111,7 @@ async function main(): Promise<void> {
     for (const b of bound) process.stdout.write(`socksmith listening on ${formatHostPort(b.host, b.port)}\n`);
     logger.info({ listeners: bound.map((b) => formatHostPort(b.host, b.port)), upstream: proxy.kernel.upstream.name, plugins: config.plugins.map((p) => p.name), config: config.source.file }, 'socksmith started');
   } catch (err) {
+    if (isConfigError(err)) die(`config error: ${errorMessage(err)}`, ExitCode.CONFIG);
     const code = (err as SocksmithError)?.code === 'SOCKSMITH_ERR_LISTEN' ? ExitCode.UNAVAILABLE : ExitCode.SOFTWARE;
     logger.flush?.();
     die(errorMessage(err), code);

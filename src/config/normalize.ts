@@ -75,6 +75,7 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
   const resolver = input.resolver ?? {};
   const cfg: ResolvedConfig = {
     listen: input.listen ?? DEFAULTS.listen.map((l) => ({ ...l })),
+    allowOpenProxy: input.allowOpenProxy ?? false,
     resolver: {
       servers: resolver.servers,
       timeout: resolver.timeout ?? DEFAULTS.resolver.timeout,

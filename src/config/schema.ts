@@ -106,6 +106,12 @@ export const ConfigSchema = obj(
   {
     $schema: Type.Optional(Type.String({ description: 'JSON schema reference for editors; ignored.' })),
     listen: Type.Optional(Type.Array(ListenSchema, { minItems: 1, description: 'Listeners. Default [{ host: "127.0.0.1", port: 1080 }].' })),
+    allowOpenProxy: Type.Optional(
+      Type.Boolean({
+        description:
+          'Allow listening on a non-loopback address with no plugin that keeps unknown clients out (auth, or a policy client ACL). Without it socksmith refuses to start an open proxy. Default false.',
+      }),
+    ),
     resolver: Type.Optional(ResolverSchema),
     upstream: Type.Optional(UpstreamAnySchema),
     plugins: Type.Optional(

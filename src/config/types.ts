@@ -34,6 +34,8 @@ export interface ResolvedResolverConfig {
 /** The whole configuration, normalized. */
 export interface ResolvedConfig {
   readonly listen: readonly ListenConfig[];
+  /** Start even when a non-loopback listener has no client restriction (see `SocksmithPlugin.restrictsClients`). */
+  readonly allowOpenProxy: boolean;
   readonly resolver: ResolvedResolverConfig;
   /** For `type: 'module'`, `module` is already resolved against the config file's folder. */
   readonly upstream: UpstreamConfig;

@@ -8,7 +8,7 @@
  * @packageDocumentation
  */
 import type { Duplex } from 'node:stream';
-import { AsyncSeriesBailHook, AsyncSeriesWaterfallHook, SyncWaterfallHook } from 'tapable';
+import { AsyncSeriesBailHook, AsyncSeriesWaterfallHook, SyncBailHook, SyncWaterfallHook } from 'tapable';
 import type { SocksAddress } from '../protocol/address.js';
 import type { SocksRequest } from '../protocol/codec.js';
 import type { ConnectionContext, Credentials } from './context.js';
@@ -118,8 +118,16 @@ export interface DataInfo {
   readonly direction: DataDirection;
 }
 
-/** The six kernel hooks. */
+/** The kernel hooks: the six of the design, plus `onAccept` for decisions before any byte. */
 export interface Hooks {
+  /**
+   * A client connected; nothing has been read or sent yet. Return `false` to close it at once,
+   * without a byte (client ACLs, per-address limits); `undefined` to go on. Synchronous: it runs
+   * on every accept. Added beside the six design hooks because "reject before any byte" cannot
+   * be expressed at the first byte (a silent client would hold its slot until the handshake
+   * timeout).
+   */
+  readonly onAccept: SyncBailHook<[ConnectionContext], false | undefined>;
   /**
    * First message of a connection: a SOCKS5 greeting, the first byte of a SOCKS4 request, or the
    * first byte of an unknown protocol. Bail with a {@link GreetingDecision}; `undefined` gives the
@@ -146,7 +154,7 @@ export interface Hooks {
 }
 
 /** Hook names, in lifecycle order. */
-export const HOOK_NAMES = ['onGreeting', 'onAuth', 'onRequest', 'onResolve', 'onReply', 'onData'] as const;
+export const HOOK_NAMES = ['onAccept', 'onGreeting', 'onAuth', 'onRequest', 'onResolve', 'onReply', 'onData'] as const;
 
 /**
  * True when at least one plugin tapped `hook`. The kernel uses this, not tapable's `isUsed()`, to
@@ -226,6 +234,7 @@ function attributeErrors(hookName: string, hook: { intercept(i: object): void })
 /** Create the six hooks for one proxy instance, with error attribution, frozen. */
 export function createHooks(): Hooks {
   const hooks: Hooks = {
+    onAccept: new SyncBailHook<[ConnectionContext], false | undefined>(['conn'], 'onAccept'),
     onGreeting: new AsyncSeriesBailHook<[GreetingInfo], GreetingDecision | undefined>(['greeting'], 'onGreeting'),
     onAuth: new AsyncSeriesBailHook<[AuthInfo], AuthDecision | undefined>(['auth'], 'onAuth'),
     onRequest: new AsyncSeriesBailHook<[ConnectionContext, SocksRequest], Reply | undefined>(['conn', 'request'], 'onRequest'),

@@ -9,13 +9,14 @@ import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { Tokens } from '../di/tokens.js';
 import type { Logger } from '../logger.js';
+import { errorMessage } from '../errors.js';
 import type { ResolvedAddress } from './hooks.js';
 import type { NameResolution } from '../resolver/name-resolution.js';
 import type { Resolver } from '../resolver/types.js';
 import type { Upstream } from '../upstream/types.js';
 import { Connection } from './connection.js';
 import type { ConnectionContext, ListenerInfo } from './context.js';
-import type { Hooks } from './hooks.js';
+import { type Hooks, isTapped } from './hooks.js';
 
 /** The kernel every plugin taps into. */
 @injectable()
@@ -70,6 +71,22 @@ export class Kernel {
       acceptedAt: this.clock.now(),
       log: this.logger.child({ conn: id }),
     });
+    const onAccept = this.hooks.onAccept;
+    if (isTapped(onAccept)) {
+      let verdict: false | undefined;
+      try {
+        verdict = onAccept.call(conn.ctx);
+      } catch (err) {
+        conn.ctx.log.warn({ err: errorMessage(err) }, errorMessage(err));
+        verdict = false;
+      }
+      if (verdict === false) {
+        conn.ctx.log.debug({ client: conn.ctx.clientAddress }, 'connection refused on accept');
+        socket.on('error', () => {});
+        socket.destroy();
+        return;
+      }
+    }
     this.live.add(conn);
     conn.start();
   }

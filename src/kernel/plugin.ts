@@ -27,6 +27,12 @@ export interface SocksmithPlugin {
   apply(kernel: Kernel): void;
   /** Optional async start (open files, warm caches). Bounded by `timeouts.pluginStart`. */
   start?(): Promise<void> | void;
+  /**
+   * True when this plugin, as configured, keeps unknown clients out (authentication, a client
+   * ACL). socksmith refuses to listen on a non-loopback address unless some plugin says so, or
+   * the config sets `allowOpenProxy: true`.
+   */
+  restrictsClients?(): boolean;
   /** Optional cleanup at shutdown; called even if `start()` failed. */
   close?(): Promise<void> | void;
 }

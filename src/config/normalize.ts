@@ -16,9 +16,9 @@ import { deepFreeze, suggest, validate } from './validate.js';
 /** The defaults, as documented in docs/config.md. */
 export const DEFAULTS = Object.freeze({
   listen: [{ host: '127.0.0.1', port: 1080 }],
-  resolver: { timeout: 5000, tries: 2, cache: { maxEntries: 10000, maxTtl: 3600, systemTtl: 30, negativeTtl: 5 } },
+  resolver: { timeout: 5000, tries: 2, maxPending: 256, cache: { maxEntries: 10000, maxTtl: 3600, systemTtl: 30, negativeTtl: 5 } },
   timeouts: { handshake: 30000, connect: 30000, idle: 0, drain: 10000, pluginStart: 10000 },
-  limits: { earlyData: 65536 },
+  limits: { maxConnections: 10000, maxConnectionsPerClient: 1024, handshakeBuffer: 1024, earlyData: 65536 },
   log: { level: 'info' as const },
 });
 
@@ -80,6 +80,7 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
       servers: resolver.servers,
       timeout: resolver.timeout ?? DEFAULTS.resolver.timeout,
       tries: resolver.tries ?? DEFAULTS.resolver.tries,
+      maxPending: resolver.maxPending ?? DEFAULTS.resolver.maxPending,
       cache: { ...DEFAULTS.resolver.cache, ...resolver.cache },
     },
     upstream: normalizeUpstream(input.upstream, source.dir),

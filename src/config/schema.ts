@@ -36,6 +36,9 @@ export const ResolverSchema = obj(
     ),
     timeout: Type.Optional(Type.Integer({ minimum: 100, maximum: 60000, description: 'Milliseconds before one DNS query attempt times out (servers only). Default 5000.' })),
     tries: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, description: 'Attempts per query against each server (servers only). Default 2.' })),
+    maxPending: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100000, description: 'Most lookups in flight at once (distinct names; identical ones share one query). More fail at once with REP 01. Default 256.' }),
+    ),
     cache: Type.Optional(
       obj(
         {
@@ -139,6 +142,15 @@ export const ConfigSchema = obj(
     limits: Type.Optional(
       obj(
         {
+          maxConnections: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Most client connections open at once over all listeners; more are closed at accept, without a byte. Default 10000 (each tunnel holds two file descriptors).' }),
+          ),
+          maxConnectionsPerClient: Type.Optional(
+            Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'Most connections open at once from one client IP address; more are closed at accept. 0 = no limit. Default 1024.' }),
+          ),
+          handshakeBuffer: Type.Optional(
+            Type.Integer({ minimum: 520, maximum: 65536, description: "Bytes buffered before the handshake completes; above it the client is paused until the handshake catches up (Tor's window is 512). Default 1024." }),
+          ),
           earlyData: Type.Optional(
             Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, description: 'Bytes of client data held before the upstream connects; beyond it the client is paused (never dropped). Default 65536.' }),
           ),

@@ -23,6 +23,7 @@ export interface ResolvedResolverConfig {
   readonly servers: readonly string[] | undefined;
   readonly timeout: number;
   readonly tries: number;
+  readonly maxPending: number;
   readonly cache: {
     readonly maxEntries: number;
     readonly maxTtl: number;
@@ -49,6 +50,9 @@ export interface ResolvedConfig {
     readonly pluginStart: number;
   };
   readonly limits: {
+    readonly maxConnections: number;
+    readonly maxConnectionsPerClient: number;
+    readonly handshakeBuffer: number;
     readonly earlyData: number;
   };
   readonly log: { readonly level: LogLevel };

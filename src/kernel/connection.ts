@@ -116,7 +116,7 @@ export class Connection {
     }
     // Pipelined data beyond what any handshake needs is held but bounded: pause the client until
     // the handshake catches up (never drop).
-    if (this.buf.length > this.kernel.config.limits.earlyData) this.socket.pause();
+    if (this.buf.length > this.kernel.config.limits.handshakeBuffer) this.socket.pause();
     if (!this.processing) void this.process();
   };
 

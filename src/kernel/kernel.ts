@@ -22,7 +22,11 @@ import { type Hooks, isTapped } from './hooks.js';
 @injectable()
 export class Kernel {
   private readonly live = new Set<Connection>();
+  private readonly perClient = new Map<string, number>();
   private nextId = 1;
+  private refusedSinceLog = 0;
+  private lastRefusalLimit = '';
+  private refusalLogTimer: NodeJS.Timeout | undefined;
 
   constructor(
     /** The frozen configuration. */
@@ -58,9 +62,18 @@ export class Kernel {
 
   /** Take ownership of an accepted client socket. Called by the listeners. */
   accept(socket: Socket, listener: ListenerInfo): void {
-    const id = this.nextId++;
     let address = socket.remoteAddress ?? '';
     if (address.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);
+    const limits = this.config.limits;
+    const fromClient = this.perClient.get(address) ?? 0;
+    if (this.live.size >= limits.maxConnections || (limits.maxConnectionsPerClient > 0 && fromClient >= limits.maxConnectionsPerClient)) {
+      // Over a limit: close at once, without a byte, and say so in the log (at most once a second).
+      socket.on('error', () => {});
+      socket.destroy();
+      this.noteRefusal(this.live.size >= limits.maxConnections ? 'limits.maxConnections' : 'limits.maxConnectionsPerClient');
+      return;
+    }
+    const id = this.nextId++;
     const family = socket.remoteFamily === 'IPv6' && !address.includes('.') ? 'IPv6' : socket.remoteFamily === undefined ? 'unix' : 'IPv4';
     const conn = new Connection(this, socket, {
       id,
@@ -88,12 +101,35 @@ export class Kernel {
       }
     }
     this.live.add(conn);
+    this.perClient.set(address, fromClient + 1);
     conn.start();
+  }
+
+  /** Count a refusal by a limit; logged as one warn line per second at most under a flood. */
+  private noteRefusal(limit: string): void {
+    this.refusedSinceLog++;
+    this.lastRefusalLimit = limit;
+    if (!this.refusalLogTimer) this.flushRefusals();
+  }
+
+  private flushRefusals(): void {
+    if (this.refusedSinceLog === 0) {
+      this.refusalLogTimer = undefined;
+      return;
+    }
+    this.logger.warn({ limit: this.lastRefusalLimit, refused: this.refusedSinceLog }, `connections refused: ${this.lastRefusalLimit} reached`);
+    this.refusedSinceLog = 0;
+    this.refusalLogTimer = setTimeout(() => this.flushRefusals(), 1000);
+    this.refusalLogTimer.unref?.();
   }
 
   /** @internal Called by a connection's teardown. */
   forget(conn: Connection): void {
-    this.live.delete(conn);
+    if (!this.live.delete(conn)) return;
+    const a = conn.ctx.clientAddress;
+    const n = (this.perClient.get(a) ?? 1) - 1;
+    if (n <= 0) this.perClient.delete(a);
+    else this.perClient.set(a, n);
   }
 
   /**

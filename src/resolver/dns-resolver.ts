@@ -55,6 +55,9 @@ export class DnsResolver implements Resolver {
     const flightKey = `${options.partition}\u0000${key}`;
     let p = this.inflight.get(flightKey);
     if (!p) {
+      if (this.inflight.size >= this.cfg.maxPending) {
+        throw new ResolveError(`cannot resolve ${name}: ${this.cfg.maxPending} lookups already pending (resolver.maxPending)`, { rep: 0x01 });
+      }
       p = this.query(name, options.family).then(
         ({ addresses, ttl }) => {
           this.cache.set(options.partition, key, { ok: true, addresses }, ttl * 1000);

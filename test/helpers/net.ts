@@ -85,7 +85,7 @@ export class RawClient {
   ended = false;
   closed = false;
 
-  private constructor(readonly socket: net.Socket) {
+  constructor(readonly socket: net.Socket) {
     socket.on('data', (c: Buffer) => {
       this.buf = Buffer.concat([this.buf, c]);
       this.wake();

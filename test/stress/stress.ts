@@ -207,14 +207,14 @@ async function main(): Promise<void> {
   if (gc) assert.ok(after < baseline + 16, `heap returned near its baseline (${baseline.toFixed(1)} → ${after.toFixed(1)} MiB)`);
   await proxy.close(0);
   echo.close();
-  console.log('1 passed, 0 failed');
+  console.log('stress: ok');
 }
 
 main().then(
   () => process.exit(0),
   (err: unknown) => {
     console.error(err);
-    console.log('0 passed, 1 failed');
+    console.log('stress: FAILED');
     process.exit(1);
   },
 );

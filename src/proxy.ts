@@ -130,7 +130,12 @@ export class SocksmithProxy {
    * close the rest, the plugins and the upstream. Idempotent.
    */
   close(drainMs: number = this.config.timeouts.drain): Promise<void> {
-    this.closing ??= (async () => {
+    if (this.closing) {
+      // Already draining: a shorter deadline (e.g. a second signal, drainMs 0) cuts it short.
+      if (drainMs === 0) this.kernel.closeAll();
+      return this.closing;
+    }
+    this.closing = (async () => {
       await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))).concat(this.kernel.drain(drainMs)));
       await closePlugins(this.plugins, (m) => this.logger.warn(m));
       try {

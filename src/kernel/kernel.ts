@@ -132,6 +132,11 @@ export class Kernel {
     else this.perClient.set(a, n);
   }
 
+  /** Tear down every open connection now. */
+  closeAll(): void {
+    for (const c of [...this.live]) c.finish();
+  }
+
   /**
    * Wait up to `ms` for open connections to finish on their own, then tear down the rest.
    * Connections still in their handshake are closed at once (they have no accepted data yet).

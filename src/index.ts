@@ -41,6 +41,16 @@ export type {
 } from './kernel/hooks.js';
 export type { PluginMeta, SocksmithPlugin, PluginClass } from './kernel/plugin.js';
 export { EarlyData } from './kernel/early-data.js';
+export {
+  Channels,
+  type ConnectionAcceptedMessage,
+  type ConnectionRefusedMessage,
+  type RequestMessage,
+  type UpstreamConnectedMessage,
+  type ConnectionClosedMessage,
+  type PluginErrorMessage,
+  type DnsLookupMessage,
+} from './kernel/diagnostics.js';
 
 export type { Upstream, UpstreamStream, ConnectFn, ConnectOptions, UpstreamInterceptor } from './upstream/types.js';
 export { composeUpstream } from './upstream/types.js';
@@ -72,4 +82,4 @@ export {
 
 export { createLogger, type Logger, type LogLevel } from './logger.js';
 export { systemClock, type Clock } from './clock.js';
-export { SocksmithProxy, createProxy, type CreateProxyOptions } from './proxy.js';
+export { SocksmithProxy, createProxy, isLoopbackHost, type CreateProxyOptions } from './proxy.js';

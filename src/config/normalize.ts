@@ -88,6 +88,7 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
     timeouts: { ...DEFAULTS.timeouts, ...input.timeouts },
     limits: { ...DEFAULTS.limits, ...input.limits },
     log: { level: input.log?.level ?? DEFAULTS.log.level },
+    metrics: input.metrics,
     source,
   };
   if (cfg.resolver.servers) cfg.resolver.servers.forEach((s, i) => checkDnsServer(s, `resolver.servers.${i}`));

@@ -158,6 +158,15 @@ export const ConfigSchema = obj(
         'Buffer bounds.',
       ),
     ),
+    metrics: Type.Optional(
+      obj(
+        {
+          host: Type.String({ minLength: 1, description: 'Address of the metrics listener (Prometheus /metrics and /healthz). Keep it private: loopback or an internal address.' }),
+          port: Type.Integer({ minimum: 0, maximum: 65535, description: 'Port of the metrics listener; 0 picks a free one (printed as "socksmith metrics on HOST:PORT").' }),
+        },
+        'Prometheus metrics and health check on a separate, opt-in HTTP listener.',
+      ),
+    ),
     log: Type.Optional(
       obj(
         {

@@ -56,6 +56,8 @@ export interface ResolvedConfig {
     readonly earlyData: number;
   };
   readonly log: { readonly level: LogLevel };
+  /** The metrics listener, when enabled. */
+  readonly metrics: { readonly host: string; readonly port: number } | undefined;
   /** Where the config came from. */
   readonly source: { readonly file: string | undefined; readonly dir: string };
 }

@@ -18,6 +18,7 @@ import type { UpstreamStream } from '../upstream/types.js';
 import { UpstreamError } from '../errors.js';
 import { ConnectionContext, type Credentials } from './context.js';
 import { EarlyData } from './early-data.js';
+import { channels } from './diagnostics.js';
 import { type DataInfo, type GreetingDecision, type Reply, type Takeover, isTapped } from './hooks.js';
 import type { Kernel } from './kernel.js';
 import { relay } from './relay.js';
@@ -277,6 +278,7 @@ export class Connection {
   private logHookError(err: unknown): void {
     if (err instanceof PluginHookError || (err as { code?: string })?.code === 'SOCKSMITH_ERR_PLUGIN_HOOK') {
       const e = err as PluginHookError;
+      if (channels.pluginError.hasSubscribers) channels.pluginError.publish({ plugin: e.plugin, hook: e.hook, conn: this.ctx });
       this.ctx.log.warn({ plugin: e.plugin, hook: e.hook, err: errorMessage(e.cause) }, e.message);
     } else {
       this.ctx.log.error({ err: errorMessage(err), stack: (err as Error)?.stack }, 'internal error in connection');
@@ -340,6 +342,7 @@ export class Connection {
     ctx.request = request;
     ctx.destination = request.destination;
     this.phase = 'request';
+    if (channels.request.hasSubscribers) channels.request.publish({ conn: ctx, handshakeMs: this.kernel.clock.now() - ctx.acceptedAt });
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.early = new EarlyData(
       this.kernel.config.limits.earlyData,
@@ -391,6 +394,7 @@ export class Connection {
       timeout,
     );
     let up: UpstreamStream;
+    const connectStart = this.kernel.clock.now();
     try {
       up = await this.kernel.upstream.connect(destination, ctx, { signal: ac.signal, early: ctx.optimisticData ? this.early : undefined });
     } catch (err) {
@@ -412,6 +416,7 @@ export class Connection {
       return;
     }
     this.upstream = up;
+    if (channels.connected.hasSubscribers) channels.connected.publish({ conn: ctx, connectMs: this.kernel.clock.now() - connectStart });
     let reply: Reply = { rep: Rep.SUCCEEDED, bound: up.bound };
     try {
       const hook = this.kernel.hooks.onReply;
@@ -579,6 +584,7 @@ export class Connection {
         'stream closed',
       );
     }
+    if (channels.closed.hasSubscribers) channels.closed.publish({ conn: ctx, durationMs: this.kernel.clock.now() - ctx.acceptedAt });
     const waiters = this.closeWaiters;
     this.closeWaiters = [];
     for (const w of waiters) w();

@@ -17,6 +17,7 @@ import type { Upstream } from '../upstream/types.js';
 import { Connection } from './connection.js';
 import type { ConnectionContext, ListenerInfo } from './context.js';
 import { type Hooks, isTapped } from './hooks.js';
+import { channels } from './diagnostics.js';
 
 /** The kernel every plugin taps into. */
 @injectable()
@@ -70,7 +71,9 @@ export class Kernel {
       // Over a limit: close at once, without a byte, and say so in the log (at most once a second).
       socket.on('error', () => {});
       socket.destroy();
-      this.noteRefusal(this.live.size >= limits.maxConnections ? 'limits.maxConnections' : 'limits.maxConnectionsPerClient');
+      const reason = this.live.size >= limits.maxConnections ? 'limits.maxConnections' : 'limits.maxConnectionsPerClient';
+      this.noteRefusal(reason);
+      if (channels.refused.hasSubscribers) channels.refused.publish({ reason, clientAddress: address });
       return;
     }
     const id = this.nextId++;
@@ -95,6 +98,7 @@ export class Kernel {
       }
       if (verdict === false) {
         conn.ctx.log.debug({ client: conn.ctx.clientAddress }, 'connection refused on accept');
+        if (channels.refused.hasSubscribers) channels.refused.publish({ reason: 'onAccept', clientAddress: address });
         socket.on('error', () => {});
         socket.destroy();
         return;
@@ -102,6 +106,7 @@ export class Kernel {
     }
     this.live.add(conn);
     this.perClient.set(address, fromClient + 1);
+    if (channels.accepted.hasSubscribers) channels.accepted.publish({ conn: conn.ctx });
     conn.start();
   }
 

@@ -15,6 +15,7 @@ import { classifyHost } from '../protocol/address.js';
 import { reverseName } from '../protocol/names.js';
 import { isOnionName } from '../protocol/names.js';
 import { PartitionedCache } from './cache.js';
+import { channels } from '../kernel/diagnostics.js';
 import type { LookupOptions, Resolver } from './types.js';
 
 type Cached = { ok: true; addresses: readonly ResolvedAddress[] } | { ok: false; message: string };
@@ -49,6 +50,7 @@ export class DnsResolver implements Resolver {
     const key = `${options.family}:${name.toLowerCase()}`;
     const hit = this.cache.get(options.partition, key);
     if (hit) {
+      if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'forward', cached: true, ok: hit.ok });
       if (hit.ok) return hit.addresses;
       throw new ResolveError(hit.message);
     }
@@ -60,10 +62,12 @@ export class DnsResolver implements Resolver {
       }
       p = this.query(name, options.family).then(
         ({ addresses, ttl }) => {
+          if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'forward', cached: false, ok: true });
           this.cache.set(options.partition, key, { ok: true, addresses }, ttl * 1000);
           return addresses;
         },
         (err: unknown) => {
+          if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'forward', cached: false, ok: false });
           const message = `cannot resolve ${name}: ${errorMessage(err)}`;
           this.cache.set(options.partition, key, { ok: false, message }, this.cfg.cache.negativeTtl * 1000);
           throw new ResolveError(message, { cause: err });
@@ -105,6 +109,7 @@ export class DnsResolver implements Resolver {
     const key = `ptr:${address}`;
     const hit = this.ptrCache.get(options.partition, key);
     if (hit) {
+      if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'reverse', cached: true, ok: hit.ok });
       if (hit.ok) return hit.names;
       throw new ResolveError(hit.message);
     }
@@ -113,9 +118,11 @@ export class DnsResolver implements Resolver {
       // answer from /etc/hosts first and never ask the servers.
       const names = this.dns ? await this.dns.resolvePtr(reverseName(address)) : await dns.promises.reverse(address);
       if (names.length === 0) throw new Error('no PTR record');
+      if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'reverse', cached: false, ok: true });
       this.ptrCache.set(options.partition, key, { ok: true, names }, Math.min(this.cfg.cache.systemTtl, this.cfg.cache.maxTtl) * 1000);
       return names;
     } catch (err) {
+      if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'reverse', cached: false, ok: false });
       const message = `cannot reverse-resolve ${address}: ${errorMessage(err)}`;
       this.ptrCache.set(options.partition, key, { ok: false, message }, this.cfg.cache.negativeTtl * 1000);
       throw new ResolveError(message, { cause: err });

@@ -11,6 +11,7 @@ export const BUILTIN_PLUGINS = [
   { name: 'http-detect', defaultEnabled: true },
   { name: 'optimistic-data', defaultEnabled: true },
   { name: 'extended-errors', defaultEnabled: false },
+  { name: 'auth', defaultEnabled: false },
 ] as const;
 
 /** Name of a built-in plugin. */

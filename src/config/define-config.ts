@@ -3,6 +3,7 @@
  * (webpack `lib/config/defineConfig.js`).
  * @packageDocumentation
  */
+import type { AuthOptions } from '../../plugins/auth/schema.js';
 import type { ExtendedErrorsOptions } from '../../plugins/extended-errors/index.js';
 import type { HttpDetectOptions } from '../../plugins/http-detect/index.js';
 import type { IsolationOptions } from '../../plugins/isolation/schema.js';
@@ -32,6 +33,7 @@ export interface PluginsConfig {
   readonly 'http-detect'?: PluginSetting<HttpDetectOptions>;
   readonly 'optimistic-data'?: PluginSetting<OptimisticDataOptions>;
   readonly 'extended-errors'?: PluginSetting<ExtendedErrorsOptions>;
+  readonly auth?: PluginSetting<AuthOptions>;
   readonly [custom: string]: PluginSetting<object> | CustomPluginSetting | undefined;
 }
 

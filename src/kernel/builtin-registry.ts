@@ -3,6 +3,7 @@
  * as a flat list (webpack `lib/WebpackOptionsApply.js`).
  * @packageDocumentation
  */
+import AuthPlugin from '../../plugins/auth/index.js';
 import ExtendedErrorsPlugin from '../../plugins/extended-errors/index.js';
 import HttpDetectPlugin from '../../plugins/http-detect/index.js';
 import IsolationPlugin from '../../plugins/isolation/index.js';
@@ -20,4 +21,5 @@ export const BUILTIN_CLASSES: Readonly<Record<BuiltinPluginName, PluginClass>> =
   'http-detect': HttpDetectPlugin,
   'optimistic-data': OptimisticDataPlugin,
   'extended-errors': ExtendedErrorsPlugin,
+  auth: AuthPlugin,
 });

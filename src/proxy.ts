@@ -4,7 +4,9 @@
  * @packageDocumentation
  */
 import 'reflect-metadata';
+import fs from 'node:fs';
 import net from 'node:net';
+import { readProxyHeader } from './kernel/proxy-protocol.js';
 import type { DependencyContainer } from 'tsyringe';
 import { resolveConfig } from './config/normalize.js';
 import type { ConfigInput } from './config/schema.js';
@@ -19,6 +21,38 @@ import type { Kernel } from './kernel/kernel.js';
 import { loadPlugins } from './kernel/plugin-loader.js';
 import { createLogger, type Logger } from './logger.js';
 import { formatHostPort } from './protocol/address.js';
+
+/** A BlockList of CIDRs and single addresses (IPv4-mapped IPv6 peers match IPv4 entries). */
+function blockListOf(entries: readonly string[]): net.BlockList {
+  const list = new net.BlockList();
+  for (const e of entries) {
+    const [addr, bits] = e.split('/');
+    const type = net.isIPv6(addr!) ? 'ipv6' : 'ipv4';
+    if (bits !== undefined) list.addSubnet(addr!, Number(bits), type);
+    else list.addAddress(addr!, type);
+  }
+  return list;
+}
+
+/** Remove a unix socket file left by a process that died, never one a live process listens on. */
+async function removeStaleSocket(file: string): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(file);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) return; // not ours to remove: listen() will fail with a clear error
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = net.connect({ path: file });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (!alive) fs.unlinkSync(file);
+}
 
 /** True for 127.0.0.0/8, ::1, ::ffff:127.x and `localhost`. */
 export function isLoopbackHost(host: string): boolean {
@@ -77,7 +111,7 @@ export class SocksmithProxy {
     const guarded = this.plugins.some((p) => p.instance.restrictsClients?.() === true);
     if (guarded) return;
     for (const [i, l] of this.config.listen.entries()) {
-      if (!isLoopbackHost(l.host)) {
+      if (l.host !== undefined && !isLoopbackHost(l.host)) {
         throw new ConfigError(
           `listen.${i}.host`,
           `${l.host} is not a loopback address, and no plugin restricts who may connect: this would be an open proxy. Enable the auth plugin or a policy client ACL, or set allowOpenProxy: true if that is really intended`,
@@ -94,22 +128,32 @@ export class SocksmithProxy {
       for (const [index, l] of this.config.listen.entries()) {
         const server = net.createServer({ allowHalfOpen: true, noDelay: true });
         server.on('error', (err) => this.logger.error({ err: errorMessage(err) }, 'listener error'));
+        const where = l.path !== undefined ? `unix:${l.path}` : formatHostPort(l.host!, l.port!);
+        if (l.path !== undefined) await removeStaleSocket(l.path);
         await new Promise<void>((resolve, reject) => {
-          const onError = (err: Error) => reject(new SocksmithError('SOCKSMITH_ERR_LISTEN', `cannot listen on ${formatHostPort(l.host, l.port)}: ${errorMessage(err)}`, { cause: err }));
+          const onError = (err: Error) => reject(new SocksmithError('SOCKSMITH_ERR_LISTEN', `cannot listen on ${where}: ${errorMessage(err)}`, { cause: err }));
           server.once('error', onError);
-          server.listen({ host: l.host, port: l.port, ipv6Only: l.host.includes(':') }, () => {
+          const options = l.path !== undefined ? { path: l.path } : { host: l.host!, port: l.port!, ipv6Only: l.host!.includes(':') };
+          server.listen(options, () => {
             server.removeListener('error', onError);
             resolve();
           });
         });
+        if (l.path !== undefined && l.mode !== undefined) fs.chmodSync(l.path, parseInt(l.mode, 8));
         if (this.closing) {
           // close() ran while we were binding (e.g. SIGTERM at startup): do not accept on it.
           server.close();
           break;
         }
-        const addr = server.address() as net.AddressInfo;
-        const info: ListenerInfo = Object.freeze({ index, host: l.host, port: addr.port });
-        server.on('connection', (socket) => this.kernel.accept(socket, info));
+        const info: ListenerInfo =
+          l.path !== undefined
+            ? Object.freeze({ index, host: '', port: 0, path: l.path })
+            : Object.freeze({ index, host: l.host!, port: (server.address() as net.AddressInfo).port, proxyProtocol: l.proxyProtocol !== undefined });
+        const trusted = l.proxyProtocol ? blockListOf(l.proxyProtocol.trusted) : undefined;
+        server.on('connection', (socket) => {
+          if (!trusted) return this.kernel.accept(socket, info);
+          this.acceptProxied(socket, info, trusted);
+        });
         this.servers.push(server);
         this.bound.push(info);
       }
@@ -118,6 +162,32 @@ export class SocksmithProxy {
       throw err;
     }
     return [...this.bound];
+  }
+
+  /**
+   * A connection on a PROXY-protocol listener: only from a trusted balancer, and only with a
+   * valid header; otherwise closed without a byte. The header's client address replaces the
+   * socket's for everything downstream (limits, onAccept, isolation, logs).
+   */
+  private acceptProxied(socket: net.Socket, info: ListenerInfo, trusted: net.BlockList): void {
+    socket.on('error', () => {});
+    const peer = socket.remoteAddress ?? '';
+    const family = net.isIPv6(peer) ? 'ipv6' : 'ipv4';
+    if (!trusted.check(peer, family)) {
+      this.logger.warn({ peer }, 'PROXY protocol listener: connection from an untrusted address, closed');
+      socket.destroy();
+      return;
+    }
+    readProxyHeader(socket, this.config.timeouts.handshake).then(
+      ({ client, rest }) => {
+        if (socket.destroyed) return;
+        this.kernel.accept(socket, info, client ? { address: client.address, port: client.port, family: client.family, initial: rest } : { initial: rest });
+      },
+      (err: unknown) => {
+        this.logger.warn({ peer, err: errorMessage(err) }, 'PROXY protocol header missing or invalid, closed');
+        socket.destroy();
+      },
+    );
   }
 
   /** The bound listeners (real ports). */

@@ -26,7 +26,8 @@ Options:
   -c, --config FILE       load FILE (.ts .js .mjs .json .yaml) instead of searching
                           for proxy.config.ts (and friends) in the working directory
   -l, --listen HOST:PORT  listen here instead of the config's listeners; repeatable;
-                          IPv6 as [::1]:1080; port 0 picks a free port
+                          IPv6 as [::1]:1080; port 0 picks a free port; unix:/path
+                          for a unix socket
       --log-level LEVEL   fatal, error, warn, info, debug, trace or silent
       --check             validate the configuration (plugins included) and exit
   -h, --help              show this help
@@ -37,8 +38,9 @@ logs are JSON lines on stderr. SIGTERM/SIGINT drain open tunnels (timeouts.drain
 Exit codes: 0 ok, 64 bad flags, 69 cannot listen, 70 runtime error, 78 bad config.
 Docs: README.md and docs/ in the package.`;
 
-/** Parse `HOST:PORT` or `[IPv6]:PORT`. */
+/** Parse `HOST:PORT`, `[IPv6]:PORT` or `unix:/path`. */
 export function parseListen(value: string): ListenConfig {
+  if (value.startsWith('unix:') && value.length > 5) return { path: value.slice(5) };
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(value) ?? /^([^:\s]+):(\d+)$/.exec(value);
   if (!m || Number(m[2]) > 65535) throw new ConfigError('--listen', `must be HOST:PORT or [IPv6]:PORT, got ${JSON.stringify(value)}`);
   return { host: m[1]!, port: Number(m[2]) };

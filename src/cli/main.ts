@@ -108,8 +108,9 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
   try {
     const bound = await proxy.listen();
-    for (const b of bound) process.stdout.write(`socksmith listening on ${formatHostPort(b.host, b.port)}\n`);
-    logger.info({ listeners: bound.map((b) => formatHostPort(b.host, b.port)), upstream: proxy.kernel.upstream.name, plugins: config.plugins.map((p) => p.name), config: config.source.file }, 'socksmith started');
+    const where = (b: (typeof bound)[number]) => (b.path !== undefined ? `unix:${b.path}` : formatHostPort(b.host, b.port));
+    for (const b of bound) process.stdout.write(`socksmith listening on ${where(b)}\n`);
+    logger.info({ listeners: bound.map(where), upstream: proxy.kernel.upstream.name, plugins: config.plugins.map((p) => p.name), config: config.source.file }, 'socksmith started');
   } catch (err) {
     if (isConfigError(err)) die(`config error: ${errorMessage(err)}`, ExitCode.CONFIG);
     const code = (err as SocksmithError)?.code === 'SOCKSMITH_ERR_LISTEN' ? ExitCode.UNAVAILABLE : ExitCode.SOFTWARE;

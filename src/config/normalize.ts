@@ -9,7 +9,8 @@
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { BUILTIN_PLUGINS, BUILTIN_PLUGIN_NAMES, isBuiltinPlugin } from './builtins.js';
-import { ConfigSchema, CustomPluginEntrySchema, UPSTREAM_SCHEMAS, type ConfigInput, type UpstreamConfig } from './schema.js';
+import ipaddr from 'ipaddr.js';
+import { ConfigSchema, CustomPluginEntrySchema, UPSTREAM_SCHEMAS, type ConfigInput, type ListenConfig, type UpstreamConfig } from './schema.js';
 import type { PluginEntry, ResolvedConfig } from './types.js';
 import { deepFreeze, suggest, validate } from './validate.js';
 
@@ -74,7 +75,7 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
   const input = validate<ConfigInput>(ConfigSchema, raw ?? {}, '');
   const resolver = input.resolver ?? {};
   const cfg: ResolvedConfig = {
-    listen: input.listen ?? DEFAULTS.listen.map((l) => ({ ...l })),
+    listen: (input.listen ?? DEFAULTS.listen).map((l) => ({ ...l })),
     allowOpenProxy: input.allowOpenProxy ?? false,
     resolver: {
       servers: resolver.servers,
@@ -92,7 +93,25 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
     source,
   };
   if (cfg.resolver.servers) cfg.resolver.servers.forEach((s, i) => checkDnsServer(s, `resolver.servers.${i}`));
+  cfg.listen.forEach((l, i) => checkListener(l, `listen.${i}`, source.dir));
   return deepFreeze(cfg);
+}
+
+/** A listener is `{ host, port }` or `{ path }`; relative paths are resolved against the config's folder. */
+function checkListener(l: ListenConfig, key: string, dir: string): void {
+  const tcp = l.host !== undefined || l.port !== undefined;
+  if (l.path !== undefined) {
+    if (tcp) throw new ConfigError(key, 'give either host and port, or path (a unix socket), not both');
+    if (l.proxyProtocol) throw new ConfigError(`${key}.proxyProtocol`, 'is for TCP listeners (a unix socket has no client address to trust)');
+    (l as { path: string }).path = path.resolve(dir, l.path);
+    return;
+  }
+  if (l.mode !== undefined) throw new ConfigError(`${key}.mode`, 'is for unix socket listeners (path)');
+  if (l.host === undefined) throw new ConfigError(`${key}.host`, 'required key is missing (a TCP listener needs host and port; a unix one needs path)');
+  if (l.port === undefined) throw new ConfigError(`${key}.port`, 'required key is missing (a TCP listener needs host and port; a unix one needs path)');
+  for (const [i, cidr] of (l.proxyProtocol?.trusted ?? []).entries()) {
+    if (!ipaddr.isValidCIDR(cidr) && !ipaddr.isValid(cidr)) throw new ConfigError(`${key}.proxyProtocol.trusted.${i}`, `must be a CIDR or an IP address, got ${JSON.stringify(cidr)}`);
+  }
 }
 
 /** Check `IP`, `IP:PORT` or `[IPv6]:PORT`. */

@@ -13,16 +13,33 @@ import { LOG_LEVELS } from '../logger.js';
 const obj = <T extends Record<string, TSchema>>(props: T, description: string) =>
   Type.Object(props, { additionalProperties: false, description });
 
-/** One TCP listener. */
+/** One listener: TCP (`host` + `port`) or a unix socket (`path`). */
 export const ListenSchema = obj(
   {
-    host: Type.String({
-      minLength: 1,
-      description: 'Address to bind: an IPv4 or IPv6 literal (no brackets) or a name. Use 127.0.0.1 or ::1 to stay loopback-only.',
-    }),
-    port: Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port; 0 picks a free port, printed in the "listening on" line.' }),
+    host: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'Address to bind: an IPv4 or IPv6 literal (no brackets) or a name. Use 127.0.0.1 or ::1 to stay loopback-only. With port; not with path.',
+      }),
+    ),
+    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port; 0 picks a free port, printed in the "listening on" line. With host.' })),
+    path: Type.Optional(Type.String({ minLength: 1, maxLength: 107, description: 'Unix socket path to listen on, instead of host and port. A stale socket file left by a dead process is replaced.' })),
+    mode: Type.Optional(
+      Type.String({ pattern: '^0?[0-7]{3}$', description: "Permissions of the unix socket file, octal (e.g. '660' for a group, like Tor's GroupWritable; '666' like WorldWritable). Default: as the umask leaves it." }),
+    ),
+    proxyProtocol: Type.Optional(
+      obj(
+        {
+          trusted: Type.Array(Type.String({ minLength: 1, description: 'A CIDR (10.0.0.0/8, ::1/128) or an address.' }), {
+            minItems: 1,
+            description: 'Load balancers allowed to send PROXY headers. A connection from elsewhere, or without a valid header, is closed without a byte.',
+          }),
+        },
+        'Expect a PROXY protocol v1 or v2 header first on every connection (HAProxy send-proxy / send-proxy-v2, nginx proxy_protocol); the client address it carries replaces the socket\'s.',
+      ),
+    ),
   },
-  'One TCP listener.',
+  'One listener: { host, port } or { path }.',
 );
 
 /** DNS resolution settings. */

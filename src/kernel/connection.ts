@@ -72,8 +72,8 @@ export class Connection {
     this.downInfo = Object.freeze({ conn: this.ctx, direction: 'down' as const });
   }
 
-  /** Start reading. */
-  start(): void {
+  /** Start reading; `initial` is data already read from the socket (after a PROXY header). */
+  start(initial?: Buffer): void {
     const s = this.socket;
     s.on('data', this.onHandshakeData);
     s.on('error', this.onSocketError);
@@ -81,6 +81,10 @@ export class Connection {
     s.on('end', this.onClientEndEarly);
     this.handshakeTimer = setTimeout(this.onHandshakeTimeout, this.kernel.config.timeouts.handshake);
     this.handshakeTimer.unref?.();
+    if (initial && initial.length > 0) this.onHandshakeData(initial);
+    // A PROXY-protocol listener hands the socket over paused; resume unless the bytes already
+    // read are over the handshake bound (then the handshake resumes it when it catches up).
+    if (s.isPaused() && this.buf.length - this.off <= this.kernel.config.limits.handshakeBuffer) s.resume();
   }
 
   /** Resolves when the connection is fully torn down. */

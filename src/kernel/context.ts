@@ -15,10 +15,14 @@ import type { EXTENDED_TO_RFC1928 } from '../protocol/constants.js';
 export interface ListenerInfo {
   /** Index in `config.listen` (stable within one config). */
   readonly index: number;
-  /** Host as configured (`127.0.0.1`, `::1`). */
+  /** Host as configured (`127.0.0.1`, `::1`); `''` for a unix socket. */
   readonly host: string;
-  /** Port actually bound (the real one when 0 was asked). */
+  /** Port actually bound (the real one when 0 was asked); 0 for a unix socket. */
   readonly port: number;
+  /** Unix socket path, for unix listeners. */
+  readonly path?: string;
+  /** True when the listener expects PROXY protocol headers. */
+  readonly proxyProtocol?: boolean;
 }
 
 /** Where credentials came from. */

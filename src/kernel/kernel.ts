@@ -62,12 +62,18 @@ export class Kernel {
   }
 
   /** Take ownership of an accepted client socket. Called by the listeners. */
-  accept(socket: Socket, listener: ListenerInfo): void {
-    let address = socket.remoteAddress ?? '';
+  accept(
+    socket: Socket,
+    listener: ListenerInfo,
+    peer?: { address?: string; port?: number; family?: 'IPv4' | 'IPv6'; initial?: Buffer },
+  ): void {
+    let address = peer?.address ?? socket.remoteAddress ?? '';
     if (address.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);
     const limits = this.config.limits;
     const fromClient = this.perClient.get(address) ?? 0;
-    if (this.live.size >= limits.maxConnections || (limits.maxConnectionsPerClient > 0 && fromClient >= limits.maxConnectionsPerClient)) {
+    // Unix-socket clients have no address to count by; only the global limit applies to them.
+    const perClientLimited = limits.maxConnectionsPerClient > 0 && address !== '' && fromClient >= limits.maxConnectionsPerClient;
+    if (this.live.size >= limits.maxConnections || perClientLimited) {
       // Over a limit: close at once, without a byte, and say so in the log (at most once a second).
       socket.on('error', () => {});
       socket.destroy();
@@ -77,12 +83,13 @@ export class Kernel {
       return;
     }
     const id = this.nextId++;
-    const family = socket.remoteFamily === 'IPv6' && !address.includes('.') ? 'IPv6' : socket.remoteFamily === undefined ? 'unix' : 'IPv4';
+    const family =
+      peer?.family ?? (listener.path !== undefined || socket.remoteFamily === undefined ? 'unix' : socket.remoteFamily === 'IPv6' && !address.includes('.') ? 'IPv6' : 'IPv4');
     const conn = new Connection(this, socket, {
       id,
       listener,
       clientAddress: address,
-      clientPort: socket.remotePort ?? 0,
+      clientPort: peer?.port ?? socket.remotePort ?? 0,
       clientFamily: family,
       acceptedAt: this.clock.now(),
       log: this.logger.child({ conn: id }),
@@ -107,7 +114,7 @@ export class Kernel {
     this.live.add(conn);
     this.perClient.set(address, fromClient + 1);
     if (channels.accepted.hasSubscribers) channels.accepted.publish({ conn: conn.ctx });
-    conn.start();
+    conn.start(peer?.initial);
   }
 
   /** Count a refusal by a limit; logged as one warn line per second at most under a flood. */

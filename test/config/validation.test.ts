@@ -38,19 +38,19 @@ describe('resolveConfig errors name the key', () => {
     assertConfigError(
       { listn: [{ host: '127.0.0.1', port: 1080 }] },
       'listn',
-      'listn: unknown key (did you mean "listen"? allowed: listen, resolver, upstream, plugins, timeouts, limits, log)',
+      'listn: unknown key (did you mean "listen"? allowed: listen, allowOpenProxy, resolver, upstream, plugins, timeouts, limits, metrics, log)',
     );
   });
 
   test('unknown top-level key with nothing close: the allowed keys only', () => {
-    assertConfigError({ zzzzzzzzzz: 1 }, 'zzzzzzzzzz', 'zzzzzzzzzz: unknown key (allowed: listen, resolver, upstream, plugins, timeouts, limits, log)');
+    assertConfigError({ zzzzzzzzzz: 1 }, 'zzzzzzzzzz', 'zzzzzzzzzz: unknown key (allowed: listen, allowOpenProxy, resolver, upstream, plugins, timeouts, limits, metrics, log)');
   });
 
   test('listen.0.port out of range', () => {
     assertConfigError(
       { listen: [{ host: '127.0.0.1', port: 70000 }] },
       'listen.0.port',
-      'listen.0.port: must be <= 65535 (TCP port; 0 picks a free port, printed in the "listening on" line.)',
+      'listen.0.port: must be <= 65535 (TCP port; 0 picks a free port, printed in the "listening on" line. With host.)',
     );
   });
 
@@ -58,7 +58,7 @@ describe('resolveConfig errors name the key', () => {
     assertConfigError(
       { listen: [{ host: '127.0.0.1', port: 1 }, { host: '::1', port: -1 }] },
       'listen.1.port',
-      'listen.1.port: must be >= 0 (TCP port; 0 picks a free port, printed in the "listening on" line.)',
+      'listen.1.port: must be >= 0 (TCP port; 0 picks a free port, printed in the "listening on" line. With host.)',
     );
   });
 
@@ -138,7 +138,7 @@ describe('resolveConfig errors name the key', () => {
     assertConfigError(
       { plugins: { isolatoin: true } },
       'plugins.isolatoin',
-      'plugins.isolatoin: unknown plugin (did you mean "isolation"?); built-ins are isolation, resolve, resolve-ptr, http-detect, optimistic-data, extended-errors, auth, and a custom plugin is { module, options }',
+      'plugins.isolatoin: unknown plugin (did you mean "isolation"?); built-ins are isolation, resolve, resolve-ptr, http-detect, optimistic-data, extended-errors, auth, policy, and a custom plugin is { module, options }',
     );
   });
 
@@ -217,7 +217,8 @@ describe('resolveConfig defaults and freezing', () => {
     const c = resolveConfig({}, SOURCE);
     assert.deepEqual(JSON.parse(JSON.stringify(c)), {
       listen: [{ host: '127.0.0.1', port: 1080 }],
-      resolver: { timeout: 5000, tries: 2, cache: { maxEntries: 10000, maxTtl: 3600, systemTtl: 30, negativeTtl: 5 } },
+      allowOpenProxy: false,
+      resolver: { timeout: 5000, tries: 2, maxPending: 256, cache: { maxEntries: 10000, maxTtl: 3600, systemTtl: 30, negativeTtl: 5 } },
       upstream: { type: 'direct' },
       plugins: [
         { name: 'isolation', builtin: true, options: {} },
@@ -227,7 +228,7 @@ describe('resolveConfig defaults and freezing', () => {
         { name: 'optimistic-data', builtin: true, options: {} },
       ],
       timeouts: { handshake: 30000, connect: 30000, idle: 0, drain: 10000, pluginStart: 10000 },
-      limits: { earlyData: 65536 },
+      limits: { maxConnections: 10000, maxConnectionsPerClient: 1024, handshakeBuffer: 1024, earlyData: 65536 },
       log: { level: 'info' },
       source: { dir: '/tmp' },
     });

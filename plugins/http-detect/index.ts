@@ -102,7 +102,9 @@ export class HttpDetectPlugin implements SocksmithPlugin {
         const auth = head.headers.get('proxy-authorization');
         const iso = head.headers.get('x-tor-stream-isolation');
         const run = async () => {
-          if (auth !== undefined || iso !== undefined) {
+          // Always through onAuth, headers or not, so an auth plugin can ask for credentials
+          // (407) instead of the request failing later; without auth taps this accepts.
+          {
             const ok = await t.authenticate({
               source: 'http',
               username: Buffer.from(auth ?? '', 'latin1'),

@@ -228,13 +228,14 @@ describe('HTTP CONNECT (http-detect tunnel mode)', () => {
     });
   });
 
-  test('no Proxy-Authorization → refused (403: http-detect skips onAuth without the header)', async () => {
+  test('no Proxy-Authorization → 407 with Proxy-Authenticate, nothing contacted', async () => {
     await withProxy(tunnelCfg(), async (px) => {
       const connections = echo.connections;
       const c = await connectHttp(px, '');
-      assert.match((await endOf(c)).toString('latin1'), /^HTTP\/1\.0 403 /);
+      const res = (await endOf(c)).toString('latin1');
+      assert.match(res, /^HTTP\/1\.0 407 /);
+      assert.match(res, /\r\nProxy-Authenticate: Basic realm="socksmith"\r\n/);
       assert.equal(echo.connections, connections, 'no connection to the destination');
-      assert.ok(px.logs.some((l) => l.msg === 'auth: request without authentication refused' && l.protocol === 'http-connect'));
     });
   });
 

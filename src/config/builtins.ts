@@ -12,6 +12,7 @@ export const BUILTIN_PLUGINS = [
   { name: 'optimistic-data', defaultEnabled: true },
   { name: 'extended-errors', defaultEnabled: false },
   { name: 'auth', defaultEnabled: false },
+  { name: 'policy', defaultEnabled: false },
 ] as const;
 
 /** Name of a built-in plugin. */

@@ -8,6 +8,7 @@ import type { ExtendedErrorsOptions } from '../../plugins/extended-errors/index.
 import type { HttpDetectOptions } from '../../plugins/http-detect/index.js';
 import type { IsolationOptions } from '../../plugins/isolation/schema.js';
 import type { OptimisticDataOptions } from '../../plugins/optimistic-data/index.js';
+import type { PolicyOptions } from '../../plugins/policy/schema.js';
 import type { ResolvePtrOptions } from '../../plugins/resolve-ptr/index.js';
 import type { ResolveOptions } from '../../plugins/resolve/schema.js';
 import type { ConfigInput, UpstreamConfig } from './schema.js';
@@ -34,6 +35,7 @@ export interface PluginsConfig {
   readonly 'optimistic-data'?: PluginSetting<OptimisticDataOptions>;
   readonly 'extended-errors'?: PluginSetting<ExtendedErrorsOptions>;
   readonly auth?: PluginSetting<AuthOptions>;
+  readonly policy?: PluginSetting<PolicyOptions>;
   readonly [custom: string]: PluginSetting<object> | CustomPluginSetting | undefined;
 }
 

@@ -8,6 +8,7 @@ import ExtendedErrorsPlugin from '../../plugins/extended-errors/index.js';
 import HttpDetectPlugin from '../../plugins/http-detect/index.js';
 import IsolationPlugin from '../../plugins/isolation/index.js';
 import OptimisticDataPlugin from '../../plugins/optimistic-data/index.js';
+import PolicyPlugin from '../../plugins/policy/index.js';
 import ResolvePtrPlugin from '../../plugins/resolve-ptr/index.js';
 import ResolvePlugin from '../../plugins/resolve/index.js';
 import type { BuiltinPluginName } from '../config/builtins.js';
@@ -22,4 +23,5 @@ export const BUILTIN_CLASSES: Readonly<Record<BuiltinPluginName, PluginClass>> =
   'optimistic-data': OptimisticDataPlugin,
   'extended-errors': ExtendedErrorsPlugin,
   auth: AuthPlugin,
+  policy: PolicyPlugin,
 });

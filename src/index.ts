@@ -83,3 +83,5 @@ export {
 export { createLogger, type Logger, type LogLevel } from './logger.js';
 export { systemClock, type Clock } from './clock.js';
 export { SocksmithProxy, createProxy, isLoopbackHost, type CreateProxyOptions } from './proxy.js';
+export { Metrics, METRICS_PREFIX, LATENCY_BUCKETS, type MetricsOptions } from './metrics/metrics.js';
+export { startMetricsServer, type MetricsServer, type MetricsServerOptions } from './metrics/server.js';

@@ -7,6 +7,8 @@ import 'reflect-metadata';
 import fs from 'node:fs';
 import net from 'node:net';
 import { readProxyHeader } from './kernel/proxy-protocol.js';
+import { Metrics } from './metrics/metrics.js';
+import { type MetricsServer, startMetricsServer } from './metrics/server.js';
 import type { DependencyContainer } from 'tsyringe';
 import { resolveConfig } from './config/normalize.js';
 import type { ConfigInput } from './config/schema.js';
@@ -73,44 +75,107 @@ function isResolved(c: ResolvedConfig | SocksmithConfig | ConfigInput): c is Res
   return typeof (c as ResolvedConfig).source === 'object' && Array.isArray((c as ResolvedConfig).plugins);
 }
 
+/**
+ * One configuration's worth of running parts: container, kernel, plugins. A reload builds a new
+ * generation; the old one keeps serving the connections it accepted until they end.
+ */
+interface Generation {
+  readonly container: DependencyContainer;
+  readonly kernel: Kernel;
+  readonly config: ResolvedConfig;
+  readonly plugins: readonly AppliedPlugin[];
+}
+
+/** A bound listener and the config entry it came from. */
+interface BoundListener {
+  /** Identity of its config entry. */
+  readonly key: string;
+  /** Identity with the port it really bound (port 0 in the config resolves to a real port). */
+  readonly boundKey: string;
+  readonly server: net.Server;
+  readonly info: ListenerInfo;
+}
+
+/** Identity of a listener entry: same key across a reload means "keep this socket". */
+function listenerKey(l: ResolvedConfig['listen'][number]): string {
+  return l.path !== undefined ? `unix:${l.path}:${l.mode ?? ''}` : `tcp:${l.host}:${l.port}:${JSON.stringify(l.proxyProtocol ?? null)}`;
+}
+
+/** Build a generation (container, kernel, applied plugins) without starting anything. */
+async function buildGeneration(config: ResolvedConfig, logger: Logger): Promise<Generation> {
+  const loaded = await loadPlugins(config);
+  const container = await createContainer(config, logger);
+  const kernel = resolveToken(container, Tokens.Kernel);
+  const plugins = applyPlugins(container, kernel, loaded);
+  return { container, kernel, config, plugins };
+}
+
+const closedGenerations = new WeakSet<Generation>();
+
+/** Close a generation's plugins and upstream (after its connections are gone). Once per generation. */
+async function closeGeneration(g: Generation, logger: Logger): Promise<void> {
+  if (closedGenerations.has(g)) return;
+  closedGenerations.add(g);
+  await closePlugins(g.plugins, (m) => logger.warn(m));
+  try {
+    await g.kernel.upstream.close?.();
+  } catch (err) {
+    logger.warn({ err: errorMessage(err) }, 'upstream close failed');
+  }
+}
+
 /** One running (or ready-to-run) proxy. */
 export class SocksmithProxy {
-  private servers: net.Server[] = [];
-  private bound: ListenerInfo[] = [];
+  private listeners: BoundListener[] = [];
   private closing: Promise<void> | undefined;
+  private current: Generation;
+  /** Generations replaced by a reload that still have open connections. */
+  private readonly retired = new Set<Generation>();
+  private metricsServer: MetricsServer | undefined;
+  /** Prometheus metrics of this proxy when `config.metrics` is set (served by the metrics listener). */
+  readonly metrics: Metrics | undefined;
 
   private constructor(
-    /** The DI container of this instance. */
-    readonly container: DependencyContainer,
-    /** The kernel (hooks, services). */
-    readonly kernel: Kernel,
-    /** The frozen configuration. */
-    readonly config: ResolvedConfig,
-    private readonly plugins: readonly AppliedPlugin[],
+    generation: Generation,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.current = generation;
+    // Counts only connections on this proxy's own listeners (the channels are process-wide).
+    this.metrics = generation.config.metrics ? new Metrics({ listeners: () => this.addresses }) : undefined;
+  }
+
+  /** The DI container of the current configuration. */
+  get container(): DependencyContainer {
+    return this.current.container;
+  }
+
+  /** The kernel of the current configuration (hooks, services). New connections go here. */
+  get kernel(): Kernel {
+    return this.current.kernel;
+  }
+
+  /** The current (frozen) configuration. */
+  get config(): ResolvedConfig {
+    return this.current.config;
+  }
 
   /** Build a proxy from a resolved config or a raw config object (validated here). Does not listen yet. */
   static async create(config: ResolvedConfig | SocksmithConfig | ConfigInput, options: CreateProxyOptions = {}): Promise<SocksmithProxy> {
     const cwd = options.cwd ?? process.cwd();
     const resolved = isResolved(config) ? config : resolveConfig(config, { file: undefined, dir: cwd });
     const logger = options.logger ?? createLogger(resolved.log.level);
-    const loaded = await loadPlugins(resolved);
-    const container = await createContainer(resolved, logger);
-    const kernel = resolveToken(container, Tokens.Kernel);
-    const plugins = applyPlugins(container, kernel, loaded);
-    return new SocksmithProxy(container, kernel, resolved, plugins, logger);
+    return new SocksmithProxy(await buildGeneration(resolved, logger), logger);
   }
 
   /**
    * Refuse to become an open proxy by accident: a listener on a non-loopback address needs a
    * plugin that restricts clients (auth, a client ACL) or `allowOpenProxy: true`.
    */
-  private checkOpenProxy(): void {
-    if (this.config.allowOpenProxy) return;
-    const guarded = this.plugins.some((p) => p.instance.restrictsClients?.() === true);
+  private static checkOpenProxy(g: Generation): void {
+    if (g.config.allowOpenProxy) return;
+    const guarded = g.plugins.some((p) => p.instance.restrictsClients?.() === true);
     if (guarded) return;
-    for (const [i, l] of this.config.listen.entries()) {
+    for (const [i, l] of g.config.listen.entries()) {
       if (l.host !== undefined && !isLoopbackHost(l.host)) {
         throw new ConfigError(
           `listen.${i}.host`,
@@ -120,48 +185,131 @@ export class SocksmithProxy {
     }
   }
 
+  /** @internal kept for tests written against the earlier name. */
+  private checkOpenProxy(): void {
+    SocksmithProxy.checkOpenProxy(this.current);
+  }
+
   /** Start plugins and bind every listener. Resolves with the bound addresses (real ports). */
   async listen(): Promise<ListenerInfo[]> {
-    this.checkOpenProxy();
+    SocksmithProxy.checkOpenProxy(this.current);
     try {
-      await startPlugins(this.plugins, this.config.timeouts.pluginStart);
-      for (const [index, l] of this.config.listen.entries()) {
-        const server = net.createServer({ allowHalfOpen: true, noDelay: true });
-        server.on('error', (err) => this.logger.error({ err: errorMessage(err) }, 'listener error'));
-        const where = l.path !== undefined ? `unix:${l.path}` : formatHostPort(l.host!, l.port!);
-        if (l.path !== undefined) await removeStaleSocket(l.path);
-        await new Promise<void>((resolve, reject) => {
-          const onError = (err: Error) => reject(new SocksmithError('SOCKSMITH_ERR_LISTEN', `cannot listen on ${where}: ${errorMessage(err)}`, { cause: err }));
-          server.once('error', onError);
-          const options = l.path !== undefined ? { path: l.path } : { host: l.host!, port: l.port!, ipv6Only: l.host!.includes(':') };
-          server.listen(options, () => {
-            server.removeListener('error', onError);
-            resolve();
-          });
+      await startPlugins(this.current.plugins, this.current.config.timeouts.pluginStart);
+      for (const [index, l] of this.current.config.listen.entries()) {
+        const bound = await this.bind(l, index);
+        if (!bound) break;
+        this.listeners.push(bound);
+      }
+      const mc = this.current.config.metrics;
+      if (this.metrics && mc && !this.closing) {
+        const server = await startMetricsServer({
+          host: mc.host,
+          port: mc.port,
+          metrics: this.metrics,
+          ready: () => this.ready,
+          stopping: () => this.closing !== undefined,
+          logger: this.logger,
         });
-        if (l.path !== undefined && l.mode !== undefined) fs.chmodSync(l.path, parseInt(l.mode, 8));
-        if (this.closing) {
-          // close() ran while we were binding (e.g. SIGTERM at startup): do not accept on it.
-          server.close();
-          break;
-        }
-        const info: ListenerInfo =
-          l.path !== undefined
-            ? Object.freeze({ index, host: '', port: 0, path: l.path })
-            : Object.freeze({ index, host: l.host!, port: (server.address() as net.AddressInfo).port, proxyProtocol: l.proxyProtocol !== undefined });
-        const trusted = l.proxyProtocol ? blockListOf(l.proxyProtocol.trusted) : undefined;
-        server.on('connection', (socket) => {
-          if (!trusted) return this.kernel.accept(socket, info);
-          this.acceptProxied(socket, info, trusted);
-        });
-        this.servers.push(server);
-        this.bound.push(info);
+        if (this.closing) await server.close(); // close() ran while it was binding
+        else this.metricsServer = server;
       }
     } catch (err) {
       await this.close(0); // closes every plugin too, also after a failed start()
       throw err;
     }
-    return [...this.bound];
+    return this.addresses.slice();
+  }
+
+  /** Bind one listener entry; undefined if close() ran meanwhile. */
+  private async bind(l: ResolvedConfig['listen'][number], index: number): Promise<BoundListener | undefined> {
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true });
+    server.on('error', (err) => this.logger.error({ err: errorMessage(err) }, 'listener error'));
+    const where = l.path !== undefined ? `unix:${l.path}` : formatHostPort(l.host!, l.port!);
+    if (l.path !== undefined) await removeStaleSocket(l.path);
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(new SocksmithError('SOCKSMITH_ERR_LISTEN', `cannot listen on ${where}: ${errorMessage(err)}`, { cause: err }));
+      server.once('error', onError);
+      const options = l.path !== undefined ? { path: l.path } : { host: l.host!, port: l.port!, ipv6Only: l.host!.includes(':') };
+      server.listen(options, () => {
+        server.removeListener('error', onError);
+        resolve();
+      });
+    });
+    if (l.path !== undefined && l.mode !== undefined) fs.chmodSync(l.path, parseInt(l.mode, 8));
+    if (this.closing) {
+      // close() ran while we were binding (e.g. SIGTERM at startup): do not accept on it.
+      server.close();
+      return undefined;
+    }
+    const info: ListenerInfo =
+      l.path !== undefined
+        ? Object.freeze({ index, host: '', port: 0, path: l.path })
+        : Object.freeze({ index, host: l.host!, port: (server.address() as net.AddressInfo).port, proxyProtocol: l.proxyProtocol !== undefined });
+    const trusted = l.proxyProtocol ? blockListOf(l.proxyProtocol.trusted) : undefined;
+    // `this.current` is read per connection: after a reload new connections meet the new kernel.
+    server.on('connection', (socket) => {
+      if (!trusted) return this.current.kernel.accept(socket, info);
+      this.acceptProxied(socket, info, trusted);
+    });
+    const boundKey = l.path !== undefined ? listenerKey(l) : listenerKey({ ...l, port: info.port });
+    return { key: listenerKey(l), boundKey, server, info };
+  }
+
+  /**
+   * Switch to a new configuration (SIGHUP): new connections use it, open tunnels are untouched
+   * and finish on the configuration that accepted them. Listeners present in both are kept (same
+   * socket, no gap); new ones are bound, removed ones closed. If anything fails (the new config's
+   * plugins, a bind), the old configuration stays in force and the error is thrown.
+   */
+  async reload(config: ResolvedConfig): Promise<ListenerInfo[]> {
+    if (this.closing) throw new SocksmithError('SOCKSMITH_ERR_LISTEN', 'cannot reload: the proxy is closing');
+    const next = await buildGeneration(config, this.logger);
+    try {
+      SocksmithProxy.checkOpenProxy(next);
+      await startPlugins(next.plugins, config.timeouts.pluginStart);
+    } catch (err) {
+      await closeGeneration(next, this.logger);
+      throw err;
+    }
+    // A new entry keeps a socket whose entry is the same, or whose real port it names (an entry
+    // that said port 0 and bound 41121 is kept by a new entry saying 41121).
+    const keep = new Set(this.listeners);
+    const added: BoundListener[] = [];
+    const nextListeners: BoundListener[] = [];
+    try {
+      for (const [index, l] of config.listen.entries()) {
+        const k = listenerKey(l);
+        const existing = [...keep].find((b) => b.key === k || b.boundKey === k);
+        if (existing) {
+          keep.delete(existing);
+          nextListeners.push(existing);
+          continue;
+        }
+        const bound = await this.bind(l, index);
+        if (!bound) throw new SocksmithError('SOCKSMITH_ERR_LISTEN', 'closing during reload');
+        added.push(bound);
+        nextListeners.push(bound);
+      }
+    } catch (err) {
+      for (const b of added) b.server.close();
+      await closeGeneration(next, this.logger);
+      throw err;
+    }
+    const previous = this.current;
+    this.current = next;
+    this.listeners = nextListeners;
+    for (const b of keep) b.server.close(); // removed listeners: stop accepting
+    this.retire(previous);
+    return this.addresses.slice();
+  }
+
+  /** Let a replaced generation finish its connections, then close its plugins. */
+  private retire(g: Generation): void {
+    this.retired.add(g);
+    void g.kernel.drain(Number.POSITIVE_INFINITY, { keepHandshakes: true }).then(async () => {
+      this.retired.delete(g);
+      await closeGeneration(g, this.logger);
+    });
   }
 
   /**
@@ -178,10 +326,10 @@ export class SocksmithProxy {
       socket.destroy();
       return;
     }
-    readProxyHeader(socket, this.config.timeouts.handshake).then(
+    readProxyHeader(socket, this.current.config.timeouts.handshake).then(
       ({ client, rest }) => {
         if (socket.destroyed) return;
-        this.kernel.accept(socket, info, client ? { address: client.address, port: client.port, family: client.family, initial: rest } : { initial: rest });
+        this.current.kernel.accept(socket, info, client ? { address: client.address, port: client.port, family: client.family, initial: rest } : { initial: rest });
       },
       (err: unknown) => {
         this.logger.warn({ peer, err: errorMessage(err) }, 'PROXY protocol header missing or invalid, closed');
@@ -192,27 +340,43 @@ export class SocksmithProxy {
 
   /** The bound listeners (real ports). */
   get addresses(): readonly ListenerInfo[] {
-    return this.bound;
+    return this.listeners.map((b) => b.info);
+  }
+
+  /** The bound metrics listener (real port), once listen() started it. */
+  get metricsAddress(): { readonly host: string; readonly port: number } | undefined {
+    return this.metricsServer?.address;
+  }
+
+  /** True once every configured listener is bound and the proxy is not closing (for /healthz). */
+  get ready(): boolean {
+    return !this.closing && this.listeners.length === this.current.config.listen.length && this.listeners.length > 0;
   }
 
   /**
    * Stop accepting, give open tunnels up to `drainMs` (default `timeouts.drain`) to finish, then
-   * close the rest, the plugins and the upstream. Idempotent.
+   * close the rest, the plugins and the upstream — of the current configuration and of any that a
+   * reload replaced. Idempotent; a second call with `drainMs` 0 cuts a running drain short.
    */
-  close(drainMs: number = this.config.timeouts.drain): Promise<void> {
+  close(drainMs: number = this.current.config.timeouts.drain): Promise<void> {
+    const all = () => [this.current, ...this.retired];
     if (this.closing) {
-      // Already draining: a shorter deadline (e.g. a second signal, drainMs 0) cuts it short.
-      if (drainMs === 0) this.kernel.closeAll();
+      if (drainMs === 0) for (const g of all()) g.kernel.closeAll();
       return this.closing;
     }
     this.closing = (async () => {
-      await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))).concat(this.kernel.drain(drainMs)));
-      await closePlugins(this.plugins, (m) => this.logger.warn(m));
-      try {
-        await this.kernel.upstream.close?.();
-      } catch (err) {
-        this.logger.warn({ err: errorMessage(err) }, 'upstream close failed');
+      const gens = all();
+      await Promise.all([
+        ...this.listeners.map((b) => new Promise<void>((r) => b.server.close(() => r()))),
+        ...gens.map((g) => g.kernel.drain(drainMs)),
+      ]);
+      for (const g of gens) {
+        this.retired.delete(g);
+        await closeGeneration(g, this.logger);
       }
+      // Last, so that /healthz says "stopping" and /metrics shows the drain until the end.
+      this.metrics?.close();
+      await this.metricsServer?.close();
     })();
     return this.closing;
   }

@@ -13,6 +13,7 @@ import type { ResolvedConfig } from '../config/types.js';
 import { type SocksmithError, errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { formatHostPort } from '../protocol/address.js';
+import type { ListenerInfo } from '../kernel/context.js';
 import { SocksmithProxy } from '../proxy.js';
 import { type CliArgs, USAGE, parseCliArgs } from './args.js';
 import { ExitCode } from './exit-codes.js';
@@ -81,6 +82,7 @@ async function main(): Promise<void> {
     if (isConfigError(err)) die(`config error: ${errorMessage(err)}`, ExitCode.CONFIG);
     throw err;
   }
+  const where = (b: ListenerInfo) => (b.path !== undefined ? `unix:${b.path}` : formatHostPort(b.host, b.port));
   // Handlers go in before the listeners bind: a supervisor may send SIGTERM the moment it reads
   // the listening line, and that must drain, not kill.
   let signals = 0;
@@ -106,10 +108,30 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+
+  // SIGHUP: re-read and re-validate the config; new connections use it, open tunnels keep the
+  // one that accepted them. An invalid config is logged and the running one stays.
+  let reloading = Promise.resolve();
+  process.on('SIGHUP', () => {
+    reloading = reloading.then(async () => {
+      try {
+        const before = new Set(proxy.addresses.map(where));
+        const { raw, source } = await loadConfigFile({ file: args.config, cwd: process.cwd() });
+        const next = resolveConfig(withOverrides(raw, args), source);
+        const bound = await proxy.reload(next);
+        logger.level = next.log.level;
+        for (const b of bound) if (!before.has(where(b))) process.stdout.write(`socksmith listening on ${where(b)}\n`);
+        logger.info({ listeners: bound.map(where), plugins: next.plugins.map((p) => p.name), config: next.source.file }, 'configuration reloaded');
+      } catch (err) {
+        logger.error({ err: errorMessage(err) }, 'reload failed; keeping the running configuration');
+      }
+    });
+  });
   try {
     const bound = await proxy.listen();
-    const where = (b: (typeof bound)[number]) => (b.path !== undefined ? `unix:${b.path}` : formatHostPort(b.host, b.port));
     for (const b of bound) process.stdout.write(`socksmith listening on ${where(b)}\n`);
+    const metrics = proxy.metricsAddress;
+    if (metrics) process.stdout.write(`socksmith metrics on ${formatHostPort(metrics.host, metrics.port)}\n`);
     logger.info({ listeners: bound.map(where), upstream: proxy.kernel.upstream.name, plugins: config.plugins.map((p) => p.name), config: config.source.file }, 'socksmith started');
   } catch (err) {
     if (isConfigError(err)) die(`config error: ${errorMessage(err)}`, ExitCode.CONFIG);

@@ -9,7 +9,7 @@ import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { Tokens } from '../di/tokens.js';
 import type { Logger } from '../logger.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, hasCode } from '../errors.js';
 import type { ResolvedAddress } from './hooks.js';
 import type { NameResolution } from '../resolver/name-resolution.js';
 import type { Resolver } from '../resolver/types.js';
@@ -101,6 +101,10 @@ export class Kernel {
         verdict = onAccept.call(conn.ctx);
       } catch (err) {
         conn.ctx.log.warn({ err: errorMessage(err) }, errorMessage(err));
+        if (hasCode(err, 'SOCKSMITH_ERR_PLUGIN_HOOK') && channels.pluginError.hasSubscribers) {
+          const e = err as { plugin: string; hook: string };
+          channels.pluginError.publish({ plugin: e.plugin, hook: e.hook, conn: conn.ctx });
+        }
         verdict = false;
       }
       if (verdict === false) {
@@ -151,14 +155,15 @@ export class Kernel {
 
   /**
    * Wait up to `ms` for open connections to finish on their own, then tear down the rest.
-   * Connections still in their handshake are closed at once (they have no accepted data yet).
+   * Connections still in their handshake are closed at once (they have no accepted data yet)
+   * unless `keepHandshakes` (a reload lets them finish on the configuration that accepted them).
    */
-  async drain(ms: number): Promise<void> {
-    for (const c of [...this.live]) if (c.handshaking) c.finish();
+  async drain(ms: number, options: { keepHandshakes?: boolean } = {}): Promise<void> {
+    if (!options.keepHandshakes) for (const c of [...this.live]) if (c.handshaking) c.finish();
     if (this.live.size === 0) return;
     let timer: NodeJS.Timeout | undefined;
     const all = Promise.all([...this.live].map((c) => c.closed()));
-    await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+    await (Number.isFinite(ms) ? Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, ms)))]) : all);
     if (timer) clearTimeout(timer);
     for (const c of [...this.live]) c.finish();
   }

@@ -1,3 +1,4 @@
+import { ipv6ToBytes } from '../../../src/protocol/address.js';
 /**
  * A recording SOCKS5 server used as socksmith's `socks5` upstream in plugin tests.
  *
@@ -145,13 +146,9 @@ export function encodeReply(rep: number, bound = '0.0.0.0', port = 0): Buffer {
 
 /** 16 bytes of an IPv6 literal. */
 export function ipv6Bytes(ip: string): Buffer {
-  const [head, tail] = ip.includes('::') ? ip.split('::') : [ip, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
-  return out;
+  // The codec's own encoder (ipaddr.js): handles every IPv6 text form, including embedded IPv4
+  // (`::ffff:127.0.0.1`), which a hand-split here once got wrong.
+  return Buffer.from(ipv6ToBytes(ip));
 }
 
 function ipv6Text(b: Buffer): string {

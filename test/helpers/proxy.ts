@@ -17,6 +17,8 @@ export const ALL_OFF = Object.freeze({
   'http-detect': false,
   'optimistic-data': false,
   'extended-errors': false,
+  auth: false,
+  policy: false,
 });
 
 /** A running test proxy. */

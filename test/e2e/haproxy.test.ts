@@ -15,7 +15,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { portOf, startCli, type CliProcess } from '../helpers/cli.js';
 import { hex } from '../helpers/hex.js';
-import { RawClient, startEchoServer, type TestServer } from '../helpers/net.js';
+import { RawClient, freePort, startEchoServer, type TestServer } from '../helpers/net.js';
 import { ALL_OFF } from '../helpers/proxy.js';
 import { requireTool } from '../helpers/tools.js';
 
@@ -31,14 +31,6 @@ after(async () => {
   await echo.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function instance(name: string): Promise<CliProcess> {
   const cfg = path.join(dir, `${name}.json`);

@@ -6,6 +6,19 @@ import { once } from 'node:events';
 import net from 'node:net';
 import http from 'node:http';
 
+/**
+ * A loopback port that was free a moment ago (bound to :0, read, closed). Also a port nothing
+ * listens on, for "connection refused" cases.
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const s = net.createServer();
+  s.listen(0, host);
+  await once(s, 'listening');
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
 /** A server that can be closed, with its port. */
 export interface TestServer {
   readonly port: number;

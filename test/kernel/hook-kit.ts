@@ -18,6 +18,9 @@ import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
 import { createLogger } from '../../src/logger.js';
 import { SocksmithProxy } from '../../src/proxy.js';
 import { ALL_OFF, type TestProxy } from '../helpers/proxy.js';
+import { freePort } from '../helpers/net.js';
+/** A loopback port nothing listens on. */
+export const closedPort = (): Promise<number> => freePort();
 
 /** A plugin instance together with its class's `meta`. */
 export type TestPlugin = SocksmithPlugin & { constructor: { meta: { name: string } } };
@@ -72,15 +75,6 @@ export function userPass(user: string, pass: string): Buffer {
   return Buffer.concat([Buffer.from([0x01, Buffer.byteLength(user)]), Buffer.from(user), Buffer.from([Buffer.byteLength(pass)]), Buffer.from(pass)]);
 }
 
-/** A loopback port that nothing listens on (bound once, then closed). */
-export async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** Poll `pred` every 10 ms until it is true; throws after `timeoutMs`. */
 export async function waitFor(pred: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {

@@ -8,6 +8,8 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../../helpers/net.js';
+export { freePort };
 
 /** A spawned server. */
 export interface Daemon {
@@ -19,15 +21,6 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-/** A port that was free a moment ago on 127.0.0.1 (bind :0, read, close). */
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** Resolve once 127.0.0.1:port accepts a TCP connection; reject after `timeoutMs` or if `child` exits. */
 export async function waitForPort(port: number, child: ChildProcess, timeoutMs = 5000): Promise<void> {

@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { RawClient } from '../../helpers/net.js';
 import { hex, toHex } from '../../helpers/hex.js';
 import { ipv6Bytes } from './recording-upstream.js';
+import { freePort } from '../../helpers/net.js';
+export { freePort };
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -146,15 +148,6 @@ export interface Spawned {
   stop(): Promise<void>;
 }
 
-/** A port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** Spawn `microsocks -i 127.0.0.1 -p PORT` and wait until it accepts connections. */
 export async function startMicrosocks(file: string): Promise<Spawned> {

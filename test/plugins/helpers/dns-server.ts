@@ -108,27 +108,32 @@ export async function startDnsServer(): Promise<TestDnsServer> {
 
   let server: { close(): Promise<void> } | undefined;
   let port = 0;
-  // UDP on port 0 first, then TCP on the same port (retry a few times if another process took it).
+  // A random high port for both UDP and TCP (retried when either is taken): binding UDP to 0 and
+  // then TCP to the same number raced with other test processes on the 2-core CI machine.
   for (let attempt = 0; ; attempt++) {
-    try {
-      const udpOnly = dns2.createServer({ udp: true, handle: handle as never });
-      const addrs = await udpOnly.listen({ udp: { port: 0, address: '127.0.0.1' } });
-      port = (addrs.udp as { port: number }).port;
-      const tcpOnly = dns2.createServer({ tcp: true, handle: handle as never });
-      await new Promise<void>((resolve, reject) => {
-        tcpOnly.once('error', reject);
-        void tcpOnly.listen({ tcp: { port, address: '127.0.0.1' } }).then(() => {
-          tcpOnly.removeListener('error', reject);
+    port = 20000 + Math.floor(Math.random() * 40000);
+    const udpOnly = dns2.createServer({ udp: true, handle: handle as never });
+    const tcpOnly = dns2.createServer({ tcp: true, handle: handle as never });
+    const bind = (srv: typeof udpOnly, opts: object) =>
+      new Promise<void>((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen(opts as never).then(() => {
+          srv.removeListener('error', reject);
           resolve();
-        });
-      }).catch(async (err: unknown) => {
-        await udpOnly.close();
-        throw err;
+        }, reject);
       });
+    try {
+      await bind(udpOnly, { udp: { port, address: '127.0.0.1' } });
+      try {
+        await bind(tcpOnly, { tcp: { port, address: '127.0.0.1' } });
+      } catch (err) {
+        await udpOnly.close().catch(() => {});
+        throw err;
+      }
       server = combine(udpOnly, tcpOnly);
       break;
     } catch (err) {
-      if (attempt >= 4) throw err;
+      if (attempt >= 19) throw err;
     }
   }
 

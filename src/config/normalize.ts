@@ -88,7 +88,7 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
     plugins: normalizePlugins(input.plugins, source.dir),
     timeouts: { ...DEFAULTS.timeouts, ...input.timeouts },
     limits: { ...DEFAULTS.limits, ...input.limits },
-    log: { level: input.log?.level ?? DEFAULTS.log.level },
+    log: { level: input.log?.level ?? DEFAULTS.log.level, safeLogging: input.log?.safeLogging ?? false },
     metrics: input.metrics,
     source,
   };

@@ -193,6 +193,12 @@ export const ConfigSchema = obj(
               { description: `Log level: ${LOG_LEVELS.join(', ')}. Default info.` },
             ),
           ),
+          safeLogging: Type.Optional(
+            Type.Boolean({
+              description:
+                "Like Tor's SafeLogging: write [scrubbed] instead of destinations in the access log (and keep them out of info and above). Default false.",
+            }),
+          ),
         },
         'Structured logs (pino, JSON on stderr).',
       ),

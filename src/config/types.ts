@@ -55,7 +55,7 @@ export interface ResolvedConfig {
     readonly handshakeBuffer: number;
     readonly earlyData: number;
   };
-  readonly log: { readonly level: LogLevel };
+  readonly log: { readonly level: LogLevel; readonly safeLogging: boolean };
   /** The metrics listener, when enabled. */
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
   /** Where the config came from. */

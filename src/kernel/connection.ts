@@ -578,7 +578,7 @@ export class Connection {
           client: ctx.clientAddress,
           version: ctx.version,
           command: commandName(ctx.request.command),
-          destination: formatAddress(ctx.request.destination),
+          destination: this.kernel.config.log.safeLogging ? '[scrubbed]' : formatAddress(ctx.request.destination),
           reply: ctx.reply === undefined ? undefined : repName(ctx.reply),
           bytesUp: ctx.bytesUp,
           bytesDown: ctx.bytesDown,

@@ -229,7 +229,7 @@ describe('resolveConfig defaults and freezing', () => {
       ],
       timeouts: { handshake: 30000, connect: 30000, idle: 0, drain: 10000, pluginStart: 10000 },
       limits: { maxConnections: 10000, maxConnectionsPerClient: 1024, handshakeBuffer: 1024, earlyData: 65536 },
-      log: { level: 'info' },
+      log: { level: 'info', safeLogging: false },
       source: { dir: '/tmp' },
     });
     assert.equal(c.resolver.servers, undefined, 'system resolver by default');

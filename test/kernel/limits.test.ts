@@ -93,3 +93,20 @@ test('resolver.maxPending: with lookups stuck at a silent DNS server, one more d
     silent.close();
   }
 });
+
+test("log.safeLogging: the access line says [scrubbed] instead of the destination (Tor's SafeLogging)", async () => {
+  const px = await startProxy({ log: { level: 'info', safeLogging: true } });
+  try {
+    const c = await RawClient.connect(px.port);
+    // An IP literal to a closed loopback port: refused, no DNS involved.
+    c.write(Buffer.concat([hex('05 01 00'), hex('05 01 00 01 7f000001 0001')]));
+    await c.readToEnd(8000);
+    c.destroy();
+    for (let i = 0; i < 50 && !px.logs.some((l) => l.msg === 'stream closed'); i++) await new Promise((r) => setTimeout(r, 20));
+    const line = px.logs.find((l) => l.msg === 'stream closed');
+    assert.equal(line?.destination, '[scrubbed]');
+    assert.ok(!px.logs.filter((l) => l.level !== 'debug').some((l) => JSON.stringify(l).includes('127.0.0.1:1"')), 'the destination appears in no log line at info or above');
+  } finally {
+    await px.close();
+  }
+});

@@ -572,7 +572,7 @@ export class Connection {
     this.upstream?.stream.destroy();
     this.kernel.forget(this);
     const ctx = this.ctx;
-    if (ctx.request) {
+    if (ctx.request && this.kernel.logger.isLevelEnabled('info')) {
       ctx.log.info(
         {
           client: ctx.clientAddress,

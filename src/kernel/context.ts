@@ -62,8 +62,14 @@ export class ConnectionContext {
   readonly clientFamily: 'IPv4' | 'IPv6' | 'unix';
   /** Monotonic ms when accepted. */
   readonly acceptedAt: number;
-  /** Logger bound to this connection (`conn` = id). */
-  readonly log: Logger;
+  /** Logger bound to this connection (`conn` = id), created on first use. */
+  get log(): Logger {
+    // pino's child() costs a few microseconds: most connections never log below the configured
+    // level, so the child is only built when something actually logs.
+    return (this.logger ??= this.rootLogger.child({ conn: this.id }));
+  }
+  private logger: Logger | undefined;
+  private readonly rootLogger: Logger;
   /** Aborted when the connection is torn down; pass it to anything you start for this connection. */
   readonly signal: AbortSignal;
   /** Per-plugin scratch space, keyed by a symbol the plugin owns. */
@@ -112,6 +118,7 @@ export class ConnectionContext {
     clientPort: number;
     clientFamily: 'IPv4' | 'IPv6' | 'unix';
     acceptedAt: number;
+    /** The root logger; the connection's child logger is derived from it lazily. */
     log: Logger;
     signal: AbortSignal;
   }) {
@@ -121,7 +128,8 @@ export class ConnectionContext {
     this.clientPort = init.clientPort;
     this.clientFamily = init.clientFamily;
     this.acceptedAt = init.acceptedAt;
-    this.log = init.log;
+    this.rootLogger = init.log;
+    this.logger = undefined;
     this.signal = init.signal;
     this.plugins = new Map();
     this.protocol = 'unknown';

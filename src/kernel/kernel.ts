@@ -92,7 +92,7 @@ export class Kernel {
       clientPort: peer?.port ?? socket.remotePort ?? 0,
       clientFamily: family,
       acceptedAt: this.clock.now(),
-      log: this.logger.child({ conn: id }),
+      log: this.logger,
     });
     const onAccept = this.hooks.onAccept;
     if (isTapped(onAccept)) {

@@ -154,14 +154,21 @@ export const Limits = {
   SOCKS4_REQUEST_MAX: 520,
 } as const;
 
+/** Names for all 256 byte values of a constants object (unknown ones as `0xNN`), built once. */
+function nameTable(constants: Readonly<Record<string, number>>): readonly string[] {
+  const table = Array.from({ length: 256 }, (_, i) => `0x${i.toString(16).padStart(2, '0')}`);
+  for (const [name, value] of Object.entries(constants)) table[value] = name;
+  return table;
+}
+const REP_NAMES = nameTable(Rep);
+const COMMAND_NAMES = nameTable(Command);
+
 /** Name of a reply code, for logs and docs (`0x05` → `CONNECTION_REFUSED`). Unknown codes give `0xNN`. */
 export function repName(code: number): string {
-  for (const [name, value] of Object.entries(Rep)) if (value === code) return name;
-  return `0x${code.toString(16).padStart(2, '0')}`;
+  return REP_NAMES[code & 0xff]!;
 }
 
 /** Name of a command (`0xf0` → `RESOLVE`). Unknown commands give `0xNN`. */
 export function commandName(code: number): string {
-  for (const [name, value] of Object.entries(Command)) if (value === code) return name;
-  return `0x${code.toString(16).padStart(2, '0')}`;
+  return COMMAND_NAMES[code & 0xff]!;
 }

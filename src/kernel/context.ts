@@ -70,8 +70,14 @@ export class ConnectionContext {
   }
   private logger: Logger | undefined;
   private readonly rootLogger: Logger;
-  /** Aborted when the connection is torn down; pass it to anything you start for this connection. */
-  readonly signal: AbortSignal;
+  /**
+   * Aborted when the connection is torn down; pass it to anything you start for this connection.
+   * Created on first use (most connections never need one).
+   */
+  get signal(): AbortSignal {
+    return this.lazySignal();
+  }
+  private readonly lazySignal: () => AbortSignal;
   /** Per-plugin scratch space, keyed by a symbol the plugin owns. */
   readonly plugins: Map<symbol, unknown>;
 
@@ -120,7 +126,8 @@ export class ConnectionContext {
     acceptedAt: number;
     /** The root logger; the connection's child logger is derived from it lazily. */
     log: Logger;
-    signal: AbortSignal;
+    /** The connection's teardown signal, or a function that creates it on demand (the driver's way). */
+    signal: AbortSignal | (() => AbortSignal);
   }) {
     this.id = init.id;
     this.listener = init.listener;
@@ -130,7 +137,8 @@ export class ConnectionContext {
     this.acceptedAt = init.acceptedAt;
     this.rootLogger = init.log;
     this.logger = undefined;
-    this.signal = init.signal;
+    const signal = init.signal;
+    this.lazySignal = typeof signal === 'function' ? signal : () => signal;
     this.plugins = new Map();
     this.protocol = 'unknown';
     this.version = 0;

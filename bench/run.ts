@@ -1,0 +1,932 @@
+/**
+ * `npm run bench`: socksmith against the SOCKS servers a user would pick instead, side by side.
+ *
+ * Proxies under test: socksmith with all six plugins on and with all off, microsocks and
+ * dante-server (Debian packages, installed here when missing), and no proxy at all (the limit).
+ * Each proxy is pinned to core 0; the load (bench/loadgen.c and the destination bench/sink.c,
+ * both compiled here with gcc -O2) to core 1. CPU of both sides comes from /proc, so a
+ * saturated load side shows. Everything is on loopback; every loop is bounded in count and time.
+ *
+ * Figures: bulk throughput (one stream down, one up, eight parallel streams down), handshake
+ * rate (SOCKS5 no-auth CONNECT + 16-byte request + 64-byte response + close, 64 in flight) with
+ * time to first byte, and PSS per idle tunnel. Repetitions are interleaved across targets (the
+ * order rotates every repetition); the report gives medians and min–max, and every socksmith
+ * figure as a ratio to each peer. Method and results: docs/performance.md.
+ *
+ * Usage: npm run bench [-- --quick] [--reps N] [--targets a,b] [--phases a,b] [--bulk-mib N]
+ *        [--duration S] [--tunnels N] [--budget S] [--json FILE] [--no-install] [--profile]
+ * @packageDocumentation
+ */
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { type CpuProfile, formatSummary, summarize } from './cpuprofile.js';
+import { coreMeter, cpuMeter, loadAverage, memoryOf, processTree } from './proc.js';
+import { ALL_TARGETS, OPTIONAL_TARGETS, type PeerBinaries, type RunningProxy, type StartOptions, TARGET_TITLE, type TargetName, spawnPinned, startTarget } from './targets.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BUILD = path.join(ROOT, 'bench', '.build');
+const MIB = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+/** The measurements, in the order they run within a repetition. */
+type Phase = 'bulk-down' | 'bulk-up' | 'bulk-down-8' | 'handshake' | 'idle';
+const ALL_PHASES: readonly Phase[] = ['bulk-down', 'bulk-up', 'bulk-down-8', 'handshake', 'idle'];
+
+interface Settings {
+  readonly quick: boolean;
+  readonly reps: number;
+  /** Targets of the bulk and handshake phases. */
+  readonly targets: readonly TargetName[];
+  /** Targets of the idle phase (by default also Node's socksv5, the memory target's reference). */
+  readonly idleTargets: readonly TargetName[];
+  readonly phases: readonly Phase[];
+  /** Bytes of the single-stream transfers. */
+  readonly bulkBytes: number;
+  readonly parStreams: number;
+  /** Bytes per stream of the parallel transfer (total = bulkBytes). */
+  readonly parBytes: number;
+  readonly duration: number;
+  readonly concurrency: number;
+  readonly tunnels: number;
+  /** Repetitions of the idle test (it varies little and costs a fresh proxy each time). */
+  readonly idleReps: number;
+  readonly settleMs: number;
+  readonly budgetMs: number;
+  readonly json: string | undefined;
+  readonly install: boolean;
+  readonly profile: boolean;
+}
+
+function clampInt(v: string | undefined, def: number, min: number, max: number): number {
+  if (v === undefined) return def;
+  const n = Math.floor(Number(v));
+  if (!Number.isFinite(n)) throw new Error(`not a number: ${v}`);
+  return Math.min(max, Math.max(min, n));
+}
+
+function parseSettings(argv: readonly string[]): Settings {
+  const { values } = parseArgs({
+    args: [...argv],
+    strict: true,
+    options: {
+      quick: { type: 'boolean', default: false },
+      reps: { type: 'string' },
+      targets: { type: 'string' },
+      phases: { type: 'string' },
+      'bulk-mib': { type: 'string' },
+      duration: { type: 'string' },
+      concurrency: { type: 'string' },
+      tunnels: { type: 'string' },
+      'idle-reps': { type: 'string' },
+      budget: { type: 'string' },
+      json: { type: 'string' },
+      'no-install': { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(
+      [
+        'usage: npm run bench [-- OPTIONS]',
+        '  --quick          smoke run (~2 min): 256 MiB transfers, 2 s handshakes, 1000 idle tunnels once, 3 reps',
+        '  --reps N         repetitions per figure (default 5; quick 3)',
+        `  --targets LIST   comma list of ${ALL_TARGETS.join(',')}`,
+        '                   (default: all but socksv5, which runs in the idle phase only, and',
+        '                   socksmith-info, plugins on with the access log at info)',
+        `  --phases LIST    comma list of ${ALL_PHASES.join(',')}`,
+        '  --bulk-mib N     bytes of a bulk transfer in MiB (default 2048; quick 256)',
+        '  --duration S     seconds of each handshake run (default 10; quick 2)',
+        '  --concurrency C  handshakes in flight (default 64)',
+        '  --tunnels N      idle tunnels (default 9900, capped by the fd limit; quick 1000)',
+        '  --idle-reps N    repetitions of the idle test, the first N (default 3; quick 1)',
+        '  --budget S       stop starting repetitions after S seconds (default 900; quick 240)',
+        '  --json FILE      also write the raw results here',
+        '  --no-install     do not apt-get install missing peers (they are skipped)',
+        '  --profile        instead: profile socksmith (--cpu-prof) in the handshake and bulk phases',
+        '',
+      ].join('\n'),
+    );
+    process.exit(0);
+  }
+  const quick = values.quick ?? false;
+  const list = <T extends string>(v: string | undefined, all: readonly T[], what: string): T[] => {
+    if (v === undefined) return [...all];
+    const out = v.split(',').map((s) => s.trim()).filter(Boolean);
+    for (const x of out) if (!(all as readonly string[]).includes(x)) throw new Error(`unknown ${what} ${JSON.stringify(x)}; one of ${all.join(', ')}`);
+    return out as T[];
+  };
+  const bulkMib = clampInt(values['bulk-mib'], quick ? 256 : 2048, 1, 16384);
+  const parStreams = 8;
+  return {
+    quick,
+    reps: clampInt(values.reps, quick ? 3 : 5, 1, 50),
+    targets: values.targets === undefined ? ALL_TARGETS.filter((t) => !OPTIONAL_TARGETS.includes(t)) : list(values.targets, ALL_TARGETS, 'target'),
+    idleTargets: (values.targets === undefined ? ALL_TARGETS.filter((t) => t !== 'socksmith-info') : list(values.targets, ALL_TARGETS, 'target')).filter((t) => t !== 'none'),
+    phases: list(values.phases, ALL_PHASES, 'phase'),
+    bulkBytes: bulkMib * MIB,
+    parStreams,
+    parBytes: Math.floor((bulkMib * MIB) / parStreams),
+    duration: clampInt(values.duration, quick ? 2 : 10, 1, 120),
+    concurrency: clampInt(values.concurrency, 64, 1, 4096),
+    tunnels: clampInt(values.tunnels, quick ? 1000 : 9900, 10, 9900),
+    idleReps: clampInt(values['idle-reps'], quick ? 1 : 3, 1, 50),
+    settleMs: quick ? 500 : 3000,
+    budgetMs: clampInt(values.budget, quick ? 240 : 900, 30, 3600) * 1000,
+    json: values.json,
+    install: !(values['no-install'] ?? false),
+    profile: values.profile ?? false,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine preparation: peers, compiler, binaries
+
+const NOFILE = 20_000;
+const PROXY_CORE = 0;
+const LOAD_CORE = 1;
+
+function log(msg: string): void {
+  process.stderr.write(`bench: ${msg}\n`);
+}
+
+function which(name: string, extra: readonly string[] = []): string | undefined {
+  for (const dir of [...(process.env.PATH ?? '').split(':'), ...extra]) {
+    if (!dir) continue;
+    const p = path.join(dir, name);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** `apt-get install -y PKGS`, with one `apt-get update` and a retry when the first try fails. */
+function aptInstall(pkgs: readonly string[]): boolean {
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () => spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { env, stdio: ['ignore', 'ignore', 'inherit'], timeout: 300_000 }).status === 0;
+  if (install()) return true;
+  log('apt-get install failed; running apt-get update and trying again');
+  spawnSync('apt-get', ['update', '-qq'], { env, stdio: ['ignore', 'ignore', 'inherit'], timeout: 300_000 });
+  return install();
+}
+
+function ensureTools(s: Settings): PeerBinaries {
+  const sbin = ['/usr/sbin', '/usr/local/sbin', '/sbin'];
+  const wanted: string[] = [];
+  if (!which('gcc')) wanted.push('gcc', 'libc6-dev');
+  const needMicrosocks = s.targets.includes('microsocks') && !which('microsocks');
+  const needDante = s.targets.includes('dante') && !which('danted', sbin);
+  if (needMicrosocks) wanted.push('microsocks');
+  if (needDante) wanted.push('dante-server');
+  if (wanted.length > 0) {
+    if (s.install && isRoot()) {
+      log(`installing ${wanted.join(' ')} (apt-get)`);
+      aptInstall(wanted);
+      // The package may start a system danted on :1080; the bench runs its own.
+      if (needDante) spawnSync('systemctl', ['disable', '--now', 'danted'], { stdio: 'ignore', timeout: 30_000 });
+    } else {
+      log(`missing: ${wanted.join(' ')} (${s.install ? 'not root, cannot apt-get install' : '--no-install'})`);
+    }
+  }
+  if (!which('gcc')) throw new Error('gcc is needed to build bench/loadgen.c and bench/sink.c (apt-get install gcc libc6-dev)');
+  // Node's socksv5 (the memory target's reference) goes into bench/.build/peers, not into the
+  // project's dependencies.
+  const sv5 = path.join(BUILD, 'peers');
+  const wantSv5 = [...s.targets, ...(s.phases.includes('idle') ? s.idleTargets : [])].includes('socksv5');
+  if (wantSv5 && !fs.existsSync(path.join(sv5, 'node_modules', 'socksv5', 'package.json')) && s.install) {
+    log('installing socksv5@0.0.6 into bench/.build/peers (npm)');
+    fs.mkdirSync(sv5, { recursive: true });
+    spawnSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefix', sv5, 'socksv5@0.0.6'], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 180_000 });
+  }
+  const peers = {
+    microsocks: which('microsocks'),
+    danted: which('danted', sbin),
+    socksv5Dir: fs.existsSync(path.join(sv5, 'node_modules', 'socksv5', 'package.json')) ? sv5 : undefined,
+  };
+  if (wantSv5 && !peers.socksv5Dir) log('socksv5 is not installed: its column stays empty');
+  if (s.targets.includes('microsocks') && !peers.microsocks) log('microsocks is not installed: its column stays empty');
+  if (s.targets.includes('dante') && !peers.danted) log('danted is not installed: its column stays empty');
+  return peers;
+}
+
+/** Compile bench/*.c into bench/.build when the binary is missing or older than its source. */
+function buildC(): { loadgen: string; sink: string } {
+  fs.mkdirSync(BUILD, { recursive: true });
+  const out: Record<string, string> = {};
+  for (const name of ['loadgen', 'sink']) {
+    const src = path.join(ROOT, 'bench', `${name}.c`);
+    const bin = path.join(BUILD, name);
+    const stale = !fs.existsSync(bin) || fs.statSync(bin).mtimeMs < fs.statSync(src).mtimeMs;
+    if (stale) {
+      log(`gcc -O2 ${path.relative(ROOT, src)}`);
+      execFileSync('gcc', ['-O2', '-Wall', '-o', bin, src], { stdio: 'inherit', timeout: 120_000 });
+    }
+    out[name] = bin;
+  }
+  return { loadgen: out.loadgen!, sink: out.sink! };
+}
+
+/** The fd limit a child gets after our `ulimit -n` (the hard limit caps it). */
+function effectiveNofile(): number {
+  const r = spawnSync('sh', ['-c', `ulimit -n ${NOFILE} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; ulimit -n`], { encoding: 'utf8' });
+  const n = Number(r.stdout.trim());
+  return Number.isFinite(n) && n > 0 ? Math.min(n, NOFILE) : 1024;
+}
+
+/**
+ * Copy dist/src and dist/plugins into bench/.build/snapshot, so that every socksmith the run
+ * starts (the idle test starts one per repetition) runs the same code, even if a `tsc`
+ * elsewhere rewrites dist/ meanwhile. Packages still resolve from the repository's node_modules
+ * (the snapshot is inside the repository).
+ */
+function snapshotDist(): string {
+  const dir = path.join(BUILD, 'snapshot');
+  fs.rmSync(dir, { recursive: true, force: true });
+  for (const sub of ['src', 'plugins']) fs.cpSync(path.join(ROOT, 'dist', sub), path.join(dir, 'dist', sub), { recursive: true });
+  fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'));
+  return dir;
+}
+
+/** The commit socksmith was built from, and whether src/ or plugins/ differed from it. */
+function gitState(): string {
+  const head = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  if (head.status !== 0) return 'not a git checkout';
+  const dirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src', 'plugins'], { encoding: 'utf8' }).stdout.trim();
+  return `${head.stdout.trim()}${dirty ? ` with uncommitted changes in ${dirty.split('\n').length} file(s) of src/ or plugins/` : ''} (dist/ as compiled at the start, run from a snapshot)`;
+}
+
+function packageVersion(pkg: string): string {
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Version}', pkg], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : 'unknown';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes we started (stopped by PID on the way out, whatever happens)
+
+const started = new Set<ChildProcess>();
+const proxies = new Set<RunningProxy>();
+
+function killAllSync(): void {
+  for (const p of proxies) {
+    for (const pid of processTree(p.pid)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  for (const c of started) {
+    if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) {
+      try {
+        process.kill(c.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
+}
+
+process.on('exit', killAllSync);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    killAllSync();
+    process.exit(130);
+  });
+}
+
+async function launch(name: TargetName, o: StartOptions): Promise<RunningProxy | undefined> {
+  const p = await startTarget(name, o);
+  if (p) proxies.add(p);
+  return p;
+}
+
+async function shutdown(p: RunningProxy | undefined): Promise<void> {
+  if (!p) return;
+  await p.stop();
+  proxies.delete(p);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The destination and the load generator
+
+interface Sink {
+  readonly pid: number;
+  readonly port: number;
+  readonly child: ChildProcess;
+}
+
+const DEST_ADDRS = 8;
+const SRC_ADDRS = 8;
+
+async function startSink(bin: string, maxSeconds: number, nofile: number): Promise<Sink> {
+  const child = spawnPinned(LOAD_CORE, nofile, bin, ['--addrs', String(DEST_ADDRS), '--max-seconds', String(maxSeconds)], ['pipe', 'pipe', 'pipe']);
+  started.add(child);
+  const port = await new Promise<number>((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error('sink did not start in 5 s')), 5000);
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = /sink listening on (\d+)/.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`sink exited (${code})`));
+    });
+  });
+  return { pid: child.pid!, port, child };
+}
+
+interface LoadgenResult {
+  readonly ok: boolean;
+  readonly timeout?: boolean;
+  readonly errors: number;
+  readonly last_error?: string;
+  readonly cpu_user_s: number;
+  readonly cpu_sys_s: number;
+  readonly seconds?: number;
+  readonly mbps?: number;
+  readonly bytes?: number;
+  readonly rate?: number;
+  readonly completed?: number;
+  readonly ttfb_us?: { p50: number; p90: number; p99: number; max: number };
+  readonly open?: number;
+  readonly dropped?: number;
+  readonly open_seconds?: number;
+}
+
+class Loadgen {
+  constructor(
+    private readonly bin: string,
+    private readonly sinkPort: number,
+    private readonly nofile: number,
+  ) {}
+
+  args(mode: string, proxy: RunningProxy | undefined, extra: readonly string[]): string[] {
+    return [
+      mode,
+      ...(proxy ? ['--proxy', `127.0.0.1:${proxy.port}`] : []),
+      '--dest-port', String(this.sinkPort),
+      '--dest-addrs', String(DEST_ADDRS),
+      '--src-addrs', String(SRC_ADDRS),
+      ...extra,
+    ];
+  }
+
+  /** Run to completion; kill by PID after `timeoutMs`. Returns the last JSON line. */
+  async run(mode: string, proxy: RunningProxy | undefined, extra: readonly string[], timeoutMs: number): Promise<LoadgenResult> {
+    const child = spawnPinned(LOAD_CORE, this.nofile, this.bin, this.args(mode, proxy, extra), ['ignore', 'pipe', 'pipe']);
+    started.add(child);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined) {
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }, timeoutMs);
+    await new Promise<void>((r) => child.once('exit', () => r()));
+    clearTimeout(timer);
+    started.delete(child);
+    const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+    if (!line) throw new Error(`loadgen ${mode} printed no result (exit ${child.exitCode ?? child.signalCode}); stderr: ${err.trim()}`);
+    return JSON.parse(line) as LoadgenResult;
+  }
+
+  /**
+   * Open `tunnels` idle tunnels, call `measure` while they are held, then release them. Resolves
+   * with the ready line, the final line and what `measure` returned.
+   */
+  async idle<T>(proxy: RunningProxy, tunnels: number, holdS: number, measure: () => Promise<T>): Promise<{ ready: LoadgenResult; done: LoadgenResult; measured: T }> {
+    const child = spawnPinned(LOAD_CORE, this.nofile, this.bin, this.args('idle', proxy, ['--tunnels', String(tunnels), '--concurrency', '128', '--hold', String(holdS), '--timeout', String(holdS + 60)]), ['pipe', 'pipe', 'pipe']);
+    started.add(child);
+    let out = '';
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    const killTimer = setTimeout(() => {
+      if (child.pid !== undefined) {
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }, (holdS + 90) * 1000);
+    try {
+      const ready = await new Promise<LoadgenResult>((resolve, reject) => {
+        child.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const line = out.split('\n').find((l) => l.includes('"event":"ready"'));
+          if (line) resolve(JSON.parse(line) as LoadgenResult);
+        });
+        void exited.then(() => reject(new Error(`loadgen idle exited before ready; stderr: ${err.trim()}; stdout: ${out.trim()}`)));
+      });
+      const measured = await measure();
+      child.stdin!.end('release\n');
+      await exited;
+      const last = out.trim().split('\n').filter((l) => l.startsWith('{"mode"')).pop();
+      if (!last) throw new Error(`loadgen idle printed no result; stderr: ${err.trim()}`);
+      return { ready, done: JSON.parse(last) as LoadgenResult, measured };
+    } finally {
+      clearTimeout(killTimer);
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+        await exited;
+      }
+      started.delete(child);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+interface Sample {
+  readonly phase: Phase;
+  readonly target: TargetName;
+  readonly rep: number;
+  readonly ok: boolean;
+  readonly error?: string;
+  /** The figure: MB/s, handshakes/s, or KiB per idle tunnel. */
+  readonly value: number;
+  readonly ttfbP50Ms?: number;
+  readonly ttfbP99Ms?: number;
+  /** CPU of the proxy tree, % of one core (user, system). */
+  readonly proxyUser?: number;
+  readonly proxySys?: number;
+  /** Proxy CPU per unit of work: seconds per GB moved (bulk) or µs per handshake. */
+  readonly proxyCpuPerUnit?: number;
+  /** Minor page faults of the proxy tree: per MB moved (bulk) or per handshake. */
+  readonly proxyFaultsPerUnit?: number;
+  /** CPU of loadgen + sink, % of one core. */
+  readonly loadCpu?: number;
+  /** What other processes took from the proxy's core and the load core (% of the core; softirq excluded). */
+  readonly otherProxyCore?: number;
+  readonly otherLoadCore?: number;
+  readonly extra?: Record<string, number>;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+async function measureLoad(phase: Exclude<Phase, 'idle'>, target: TargetName, rep: number, proxy: RunningProxy | undefined, lg: Loadgen, sink: Sink, s: Settings, o: StartOptions): Promise<Sample> {
+  let mode: string;
+  let extra: string[];
+  let timeoutS: number;
+  if (phase === 'handshake') {
+    mode = 'handshake';
+    extra = ['--duration', String(s.duration), '--concurrency', String(s.concurrency), '--timeout', String(s.duration + 10)];
+    timeoutS = s.duration + 20;
+  } else {
+    const streams = phase === 'bulk-down-8' ? s.parStreams : 1;
+    const bytes = phase === 'bulk-down-8' ? s.parBytes : s.bulkBytes;
+    // Bound: even at 40 MB/s the transfer ends in time; a slower one is reported as a timeout.
+    timeoutS = Math.max(30, Math.ceil((streams * bytes) / 40e6));
+    mode = phase === 'bulk-up' ? 'bulk-up' : 'bulk-down';
+    extra = ['--streams', String(streams), '--bytes', String(bytes), '--timeout', String(timeoutS)];
+    timeoutS += 10;
+  }
+  const pm = proxy ? cpuMeter(proxy.pid) : undefined;
+  const sm = cpuMeter(sink.pid);
+  const cm = coreMeter();
+  const t0 = performance.now();
+  let r: LoadgenResult;
+  try {
+    r = await lg.run(mode, proxy, extra, timeoutS * 1000);
+  } catch (err) {
+    return { phase, target, rep, ok: false, error: (err as Error).message, value: NaN };
+  }
+  const wall = (performance.now() - t0) / 1000;
+  const pc = pm?.stop();
+  const sc = sm.stop();
+  const cores = cm.stop();
+  const lgSeconds = r.seconds && r.seconds > 0 ? r.seconds : wall;
+  const loadCpu = (100 * (r.cpu_user_s + r.cpu_sys_s)) / lgSeconds + (100 * (sc.user + sc.sys)) / wall;
+  const base = {
+    phase,
+    target,
+    rep,
+    ok: r.ok && !r.timeout,
+    ...(r.ok && !r.timeout ? {} : { error: r.timeout ? 'timeout' : `${r.errors} errors; last: ${r.last_error ?? ''}` }),
+    ...(pc ? { proxyUser: (100 * pc.user) / wall, proxySys: (100 * pc.sys) / wall } : {}),
+    ...(pc && phase === 'handshake' && (r.completed ?? 0) > 0 ? { proxyCpuPerUnit: (1e6 * (pc.user + pc.sys)) / r.completed! } : {}),
+    ...(pc && phase !== 'handshake' && r.bytes ? { proxyCpuPerUnit: (pc.user + pc.sys) / (r.bytes / 1e9) } : {}),
+    ...(pc && phase === 'handshake' && (r.completed ?? 0) > 0 ? { proxyFaultsPerUnit: pc.minflt / r.completed! } : {}),
+    ...(pc && phase !== 'handshake' && r.bytes ? { proxyFaultsPerUnit: pc.minflt / (r.bytes / 1e6) } : {}),
+    loadCpu,
+    ...(o.core !== undefined
+      ? {
+          otherProxyCore: Math.max(0, (cores.get(PROXY_CORE)?.work ?? NaN) - (pc ? (100 * (pc.user + pc.sys)) / wall : 0)),
+          otherLoadCore: Math.max(0, (cores.get(LOAD_CORE)?.work ?? NaN) - loadCpu),
+        }
+      : {}),
+  };
+  if (phase === 'handshake') {
+    return {
+      ...base,
+      ok: base.ok && (r.completed ?? 0) > 0,
+      ...(r.errors > 0 ? { error: `${r.errors} errors; last: ${r.last_error ?? ''}` } : {}),
+      value: r.rate ?? NaN,
+      ttfbP50Ms: (r.ttfb_us?.p50 ?? NaN) / 1000,
+      ttfbP99Ms: (r.ttfb_us?.p99 ?? NaN) / 1000,
+      extra: { errors: r.errors, completed: r.completed ?? 0 },
+    };
+  }
+  return { ...base, value: r.mbps ?? NaN };
+}
+
+async function measureIdle(target: TargetName, rep: number, o: StartOptions, lg: Loadgen, s: Settings): Promise<Sample> {
+  let proxy: RunningProxy | undefined;
+  try {
+    proxy = await launch(target, o);
+    if (!proxy) throw new Error('no proxy');
+    // Warm up the code paths (one second of handshakes at low concurrency), then let it settle.
+    await lg.run('handshake', proxy, ['--duration', '1', '--concurrency', '16', '--timeout', '10'], 20_000);
+    await sleep(s.settleMs);
+    const before = memoryOf(processTree(proxy.pid));
+    const p = proxy;
+    const { ready, done, measured } = await lg.idle(proxy, s.tunnels, 120, async () => {
+      await sleep(s.settleMs);
+      const tree = processTree(p.pid);
+      return { ...memoryOf(tree), procs: tree.length };
+    });
+    const open = ready.open ?? 0;
+    const ok = open === s.tunnels && (done.dropped ?? 0) === 0 && ready.errors === 0;
+    return {
+      phase: 'idle',
+      target,
+      rep,
+      ok,
+      ...(ok ? {} : { error: `open ${open}/${s.tunnels}, dropped ${done.dropped ?? 0}, errors ${ready.errors}; last: ${ready.last_error ?? ''}` }),
+      value: open > 0 ? (measured.pss - before.pss) / open / 1024 : NaN,
+      extra: {
+        rssPerTunnelKiB: open > 0 ? (measured.rss - before.rss) / open / 1024 : NaN,
+        pssBeforeMiB: before.pss / MIB,
+        pssAfterMiB: measured.pss / MIB,
+        processes: measured.procs,
+        openSeconds: ready.seconds ?? NaN,
+        open,
+      },
+    };
+  } catch (err) {
+    return { phase: 'idle', target, rep, ok: false, error: (err as Error).message, value: NaN };
+  } finally {
+    await shutdown(proxy);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+interface Stat {
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+  readonly n: number;
+  readonly failed: number;
+}
+
+function stat(xs: readonly number[], failed: number): Stat | undefined {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return failed > 0 ? { median: NaN, min: NaN, max: NaN, n: 0, failed } : undefined;
+  const mid = Math.floor(v.length / 2);
+  const median = v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+  return { median, min: v[0]!, max: v[v.length - 1]!, n: v.length, failed };
+}
+
+interface Figure {
+  readonly key: string;
+  readonly title: string;
+  readonly unit: string;
+  readonly higherIsBetter: boolean;
+  readonly phase: Phase;
+  readonly pick: (s: Sample) => number | undefined;
+  readonly digits: number;
+  /** Shown in the figures table, left out of the ratios (a diagnostic, not a goal). */
+  readonly diagnostic?: boolean;
+}
+
+const FIGURES: readonly Figure[] = [
+  { key: 'bulk-down', title: 'bulk, 1 stream down', unit: 'MB/s', higherIsBetter: true, phase: 'bulk-down', pick: (s) => s.value, digits: 0 },
+  { key: 'bulk-up', title: 'bulk, 1 stream up', unit: 'MB/s', higherIsBetter: true, phase: 'bulk-up', pick: (s) => s.value, digits: 0 },
+  { key: 'bulk-down-8', title: 'bulk, 8 streams down', unit: 'MB/s', higherIsBetter: true, phase: 'bulk-down-8', pick: (s) => s.value, digits: 0 },
+  { key: 'handshake', title: 'handshakes', unit: '/s', higherIsBetter: true, phase: 'handshake', pick: (s) => s.value, digits: 0 },
+  { key: 'ttfb-p50', title: 'time to first byte p50', unit: 'ms', higherIsBetter: false, phase: 'handshake', pick: (s) => s.ttfbP50Ms, digits: 2 },
+  { key: 'ttfb-p99', title: 'time to first byte p99', unit: 'ms', higherIsBetter: false, phase: 'handshake', pick: (s) => s.ttfbP99Ms, digits: 2 },
+  { key: 'idle', title: 'PSS per idle tunnel', unit: 'KiB', higherIsBetter: false, phase: 'idle', pick: (s) => s.value, digits: 1 },
+  { key: 'cpu-bulk-down', title: 'proxy CPU per GB, 1 stream down', unit: 'core-s', higherIsBetter: false, phase: 'bulk-down', pick: (s) => s.proxyCpuPerUnit, digits: 2 },
+  { key: 'cpu-bulk-up', title: 'proxy CPU per GB, 1 stream up', unit: 'core-s', higherIsBetter: false, phase: 'bulk-up', pick: (s) => s.proxyCpuPerUnit, digits: 2 },
+  { key: 'cpu-bulk-down-8', title: 'proxy CPU per GB, 8 streams down', unit: 'core-s', higherIsBetter: false, phase: 'bulk-down-8', pick: (s) => s.proxyCpuPerUnit, digits: 2 },
+  { key: 'cpu-handshake', title: 'proxy CPU per handshake', unit: 'µs', higherIsBetter: false, phase: 'handshake', pick: (s) => s.proxyCpuPerUnit, digits: 0 },
+  { key: 'cpu-faults-down', title: 'proxy minor page faults per MB, 1 stream down', unit: 'faults', higherIsBetter: false, phase: 'bulk-down', pick: (s) => s.proxyFaultsPerUnit, digits: 1, diagnostic: true },
+];
+
+function fmt(n: number, digits: number): string {
+  if (!Number.isFinite(n)) return '—';
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function statOf(samples: readonly Sample[], f: Figure, t: TargetName): Stat | undefined {
+  const mine = samples.filter((s) => s.phase === f.phase && s.target === t);
+  if (mine.length === 0) return undefined;
+  return stat(
+    mine.filter((s) => s.ok).map((s) => f.pick(s) ?? NaN),
+    mine.filter((s) => !s.ok).length,
+  );
+}
+
+function cpuStat(samples: readonly Sample[], phase: Phase, t: TargetName): { proxy: number; user: number; load: number } | undefined {
+  const mine = samples.filter((s) => s.phase === phase && s.target === t && s.ok);
+  if (mine.length === 0) return undefined;
+  const med = (xs: number[]) => stat(xs, 0)?.median ?? NaN;
+  return {
+    proxy: med(mine.map((s) => (s.proxyUser ?? NaN) + (s.proxySys ?? NaN))),
+    user: med(mine.map((s) => s.proxyUser ?? NaN)),
+    load: med(mine.map((s) => s.loadCpu ?? NaN)),
+  };
+}
+
+/** Node's socksv5 server, KiB per idle tunnel, as given in issue 4 (used when it was not measured). */
+const SOCKSV5_KIB = 11.3;
+
+function report(samples: readonly Sample[], s: Settings, meta: Record<string, string>): string {
+  const targets = ALL_TARGETS.filter((t) => samples.some((x) => x.target === t));
+  const L: string[] = [];
+  L.push(`### Results (${meta.when})`, '');
+  for (const [k, v] of Object.entries(meta)) if (k !== 'when') L.push(`- ${k}: ${v}`);
+  L.push('');
+  L.push(`| figure | ${targets.map((t) => TARGET_TITLE[t]).join(' | ')} |`);
+  L.push(`|---|${targets.map(() => '---').join('|')}|`);
+  for (const f of FIGURES) {
+    if (!s.phases.includes(f.phase)) continue;
+    const cells = targets.map((t) => {
+      if ((f.phase === 'idle' || f.key.startsWith('cpu-')) && t === 'none') return 'n/a';
+      const st = statOf(samples, f, t);
+      if (!st) return '';
+      if (st.n === 0) return `failed ×${st.failed}`;
+      const range = st.n > 1 ? ` (${fmt(st.min, f.digits)}–${fmt(st.max, f.digits)})` : '';
+      return `${fmt(st.median, f.digits)}${range}${st.failed ? ` [${st.failed} failed]` : ''}`;
+    });
+    L.push(`| ${f.title}, ${f.unit} | ${cells.join(' | ')} |`);
+  }
+  L.push('');
+  if (samples.some((x) => x.phase !== 'idle')) {
+    L.push('CPU, median % of one core: proxy (of which user) / load side (loadgen + sink). A load side near 100 % (⚠) means the generator, not the proxy, set the figure.');
+    L.push('');
+    L.push(`| phase | ${targets.map((t) => TARGET_TITLE[t]).join(' | ')} |`);
+    L.push(`|---|${targets.map(() => '---').join('|')}|`);
+  }
+  for (const ph of s.phases) {
+    if (ph === 'idle' || !samples.some((x) => x.phase === ph)) continue;
+    const cells = targets.map((t) => {
+      const c = cpuStat(samples, ph, t);
+      if (!c) return '';
+      const proxy = t === 'none' ? '—' : `${fmt(c.proxy, 0)} (${fmt(c.user, 0)})`;
+      return `${proxy} / ${fmt(c.load, 0)}${c.load >= 90 ? ' ⚠' : ''}`;
+    });
+    L.push(`| ${ph} | ${cells.join(' | ')} |`);
+  }
+  const others = samples.filter((x) => x.otherProxyCore !== undefined && x.ok);
+  if (others.length > 0) {
+    const m0 = stat(others.map((x) => x.otherProxyCore!), 0)!;
+    const m1 = stat(others.map((x) => x.otherLoadCore!), 0)!;
+    L.push('');
+    L.push(
+      `Other processes on the machine took a median ${fmt(m0.median, 0)} % (max ${fmt(m0.max, 0)} %) of the proxy's core and ${fmt(m1.median, 0)} % (max ${fmt(m1.max, 0)} %) of the load core during the runs (from /proc/stat, softirq excluded).` +
+        (m0.median > 10 || m1.median > 10 ? ' **The machine was busy: absolute figures are lower than on a quiet machine; the interleaved ratios are less affected.**' : ''),
+    );
+  }
+  // Ratios
+  const mine = targets.filter((t) => t === 'socksmith-on' || t === 'socksmith-off');
+  const peers = targets.filter((t) => !t.startsWith('socksmith'));
+  if (mine.length > 0 && peers.length > 0) {
+    L.push('');
+    L.push('Ratios of medians, socksmith ÷ peer (throughput and handshakes: higher is better; time and memory: lower is better).');
+    L.push('');
+    const cols = mine.flatMap((m) => peers.map((p) => [m, p] as const));
+    L.push(`| figure | ${cols.map(([m, p]) => `${m === 'socksmith-on' ? 'on' : 'off'} ÷ ${TARGET_TITLE[p]}`).join(' | ')} |`);
+    L.push(`|---|${cols.map(() => '---').join('|')}|`);
+    for (const f of FIGURES) {
+      if (!s.phases.includes(f.phase) || f.diagnostic) continue;
+      const cells = cols.map(([m, p]) => {
+        if ((f.phase === 'idle' || f.key.startsWith('cpu-')) && p === 'none') return 'n/a';
+        const a = statOf(samples, f, m);
+        const b = statOf(samples, f, p);
+        if (!a || !b || !Number.isFinite(a.median) || !Number.isFinite(b.median) || b.median === 0) return '—';
+        return `${(a.median / b.median).toFixed(2)}×`;
+      });
+      L.push(`| ${f.title} | ${cells.join(' | ')} |`);
+    }
+  }
+  // Targets of issue 4
+  const med = (key: string, t: TargetName) => {
+    const f = FIGURES.find((x) => x.key === key)!;
+    if (!s.phases.includes(f.phase) || !targets.includes(t)) return NaN;
+    return statOf(samples, f, t)?.median ?? NaN;
+  };
+  const goals: [string, number, number, (x: number) => boolean, string][] = [
+    ['bulk 1 stream down ≥ 1.2 × dante-server', med('bulk-down', 'socksmith-on'), med('bulk-down', 'socksmith-on') / med('bulk-down', 'dante'), (r) => r >= 1.2, '×'],
+    ['handshakes/s ≥ 1.1 × microsocks', med('handshake', 'socksmith-on'), med('handshake', 'socksmith-on') / med('handshake', 'microsocks'), (r) => r >= 1.1, '×'],
+    ['TTFB p99 ≤ microsocks', med('ttfb-p99', 'socksmith-on'), med('ttfb-p99', 'socksmith-on') / med('ttfb-p99', 'microsocks'), (r) => r <= 1, '×'],
+    Number.isFinite(med('idle', 'socksv5'))
+      ? ['PSS per idle tunnel ≤ 0.9 × Node socksv5 (measured here)', med('idle', 'socksmith-on'), med('idle', 'socksmith-on') / med('idle', 'socksv5'), (r) => r <= 0.9, '×']
+      : [`PSS per idle tunnel ≤ 0.9 × Node socksv5 (${SOCKSV5_KIB} KiB, the issue's figure)`, med('idle', 'socksmith-on'), med('idle', 'socksmith-on') / SOCKSV5_KIB, (r) => r <= 0.9, '×'],
+    ['plugins on vs off: ≤ 10 % fewer handshakes/s', med('handshake', 'socksmith-on'), med('handshake', 'socksmith-on') / med('handshake', 'socksmith-off'), (r) => r >= 0.9, '× of off'],
+  ];
+  L.push('');
+  L.push('Targets of issue 4, for socksmith with the six plugins on:');
+  L.push('');
+  L.push('| target | socksmith (on) | ratio | met |');
+  L.push('|---|---|---|---|');
+  for (const [name, v, r, ok, unit] of goals) {
+    L.push(`| ${name} | ${fmt(v, v < 100 ? 2 : 0)} | ${Number.isFinite(r) ? `${r.toFixed(2)}${unit}` : '—'} | ${Number.isFinite(r) ? (ok(r) ? 'yes' : '**no**') : '—'} |`);
+  }
+  const failures = samples.filter((x) => !x.ok || x.error);
+  if (failures.length > 0) {
+    L.push('', 'Failed runs, and runs with errors (a failed run is left out of the figures):');
+    for (const f of failures) L.push(`- ${f.phase} ${f.target} rep ${f.rep}${f.ok ? ' (kept)' : ' (failed)'}: ${f.error ?? 'failed'}`);
+  }
+  return L.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profile mode
+
+async function runProfile(s: Settings, o: StartOptions, lg: Loadgen): Promise<void> {
+  const runs: { target: 'socksmith-on' | 'socksmith-off'; phase: 'handshake' | 'bulk-down' }[] = [
+    { target: 'socksmith-on', phase: 'handshake' },
+    { target: 'socksmith-off', phase: 'handshake' },
+    { target: 'socksmith-on', phase: 'bulk-down' },
+  ];
+  const wanted = runs.filter((r) => s.phases.includes(r.phase) && s.targets.includes(r.target));
+  const dir = path.join(BUILD, `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  fs.mkdirSync(dir, { recursive: true });
+  for (const r of wanted) {
+    const sub = path.join(dir, `${r.target}-${r.phase}`);
+    fs.mkdirSync(sub);
+    const proxy = await launch(r.target, { ...o, nodeFlags: ['--cpu-prof', '--cpu-prof-dir', sub] });
+    if (!proxy) continue;
+    await lg.run('handshake', proxy, ['--duration', '3', '--concurrency', String(s.concurrency), '--timeout', '10'], 20_000);
+    await lg.run('bulk-down', proxy, ['--streams', '1', '--bytes', String(256 * MIB), '--timeout', '30'], 40_000);
+    const meter = cpuMeter(proxy.pid);
+    // The profile's timestamps are CLOCK_MONOTONIC microseconds, like process.hrtime.
+    const from = Number(process.hrtime.bigint() / 1000n);
+    const t0 = performance.now();
+    const res =
+      r.phase === 'handshake'
+        ? await lg.run('handshake', proxy, ['--duration', String(s.duration), '--concurrency', String(s.concurrency), '--timeout', String(s.duration + 10)], (s.duration + 20) * 1000)
+        : await lg.run('bulk-down', proxy, ['--streams', '1', '--bytes', String(s.bulkBytes), '--timeout', '120'], 130_000);
+    const to = Number(process.hrtime.bigint() / 1000n);
+    const wall = (performance.now() - t0) / 1000;
+    const cpu = meter.stop();
+    await shutdown(proxy);
+    const file = fs.readdirSync(sub).find((f) => f.endsWith('.cpuprofile'));
+    const figure = r.phase === 'handshake' ? `${fmt(res.rate ?? NaN, 0)} handshakes/s` : `${fmt(res.mbps ?? NaN, 0)} MB/s`;
+    const faults = r.phase === 'handshake' ? `${fmt(cpu.minflt / Math.max(1, res.completed ?? 0), 2)} minor page faults per handshake` : `${fmt(cpu.minflt / (s.bulkBytes / 1e6), 1)} minor page faults per MB`;
+    process.stdout.write(`\n## ${r.target}, ${r.phase}: ${figure}; proxy CPU ${fmt((100 * (cpu.user + cpu.sys)) / wall, 0)} % of a core (user ${fmt((100 * cpu.user) / wall, 0)} %, system ${fmt((100 * cpu.sys) / wall, 0)} %); ${faults}\n`);
+    if (!file) {
+      process.stdout.write(`no .cpuprofile was written in ${sub}\n`);
+      continue;
+    }
+    const profile = JSON.parse(fs.readFileSync(path.join(sub, file), 'utf8')) as CpuProfile;
+    process.stdout.write(`${formatSummary(summarize(profile, { top: 25, from, to }), path.relative(ROOT, path.join(sub, file)))}\n`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+function rotate<T>(xs: readonly T[], k: number): T[] {
+  const n = xs.length;
+  return xs.map((_, i) => xs[(i + k) % n]!);
+}
+
+async function main(): Promise<void> {
+  const s = parseSettings(process.argv.slice(2));
+  const t0 = Date.now();
+  const loadBefore = loadAverage();
+  const peers = ensureTools(s);
+  const bins = buildC();
+  const nofile = effectiveNofile();
+  const cores = os.cpus().length;
+  const pin = cores >= 2;
+  if (!pin) log(`only ${cores} core: no pinning, figures are not per core`);
+  const maxTunnels = Math.floor((nofile - 200) / 2);
+  const tunnels = Math.min(s.tunnels, maxTunnels);
+  if (tunnels < s.tunnels) log(`fd limit ${nofile}: idle test capped at ${tunnels} tunnels`);
+  const settings: Settings = { ...s, tunnels };
+  if (!fs.existsSync(path.join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('dist/src/cli/main.js is missing: run tsc first (npm run bench does)');
+  const socksmithState = gitState();
+  const o: StartOptions = { core: pin ? PROXY_CORE : undefined, nofile, root: ROOT, socksmithDir: snapshotDist(), peers };
+
+  const sink = await startSink(bins.sink, Math.ceil(s.budgetMs / 1000) + 1800, nofile);
+  const lg = new Loadgen(bins.loadgen, sink.port, nofile);
+
+  if (s.profile) {
+    await runProfile(settings, o, lg);
+    return;
+  }
+
+  const available = (t: TargetName) => (t === 'microsocks' ? !!peers.microsocks : t === 'dante' ? !!peers.danted : t === 'socksv5' ? !!peers.socksv5Dir : true);
+  const targets = settings.targets.filter(available);
+  const idleTargets = settings.idleTargets.filter(available);
+  const loadPhases = settings.phases.filter((p): p is Exclude<Phase, 'idle'> => p !== 'idle');
+  const running = new Map<TargetName, RunningProxy | undefined>();
+  if (loadPhases.length > 0) {
+    for (const t of targets) {
+      running.set(t, await launch(t, o));
+      log(`started ${t}${running.get(t) ? ` (pid ${running.get(t)!.pid}, port ${running.get(t)!.port})` : ''}`);
+    }
+    // Warm-up, not recorded: V8's optimizing compiler (it runs on the proxy's core too), the
+    // proxies' lazy allocations.
+    for (const t of targets) {
+      await lg.run('handshake', running.get(t), ['--duration', settings.quick ? '1' : '3', '--concurrency', String(settings.concurrency), '--timeout', '10'], 20_000).catch(() => undefined);
+      await lg.run('bulk-down', running.get(t), ['--streams', '1', '--bytes', String((settings.quick ? 64 : 256) * MIB), '--timeout', '30'], 40_000).catch(() => undefined);
+    }
+  }
+
+  const samples: Sample[] = [];
+  let repsDone = 0;
+  for (let rep = 1; rep <= settings.reps; rep++) {
+    const elapsed = Date.now() - t0;
+    if (repsDone > 0 && elapsed + elapsed / repsDone > settings.budgetMs) {
+      log(`time budget (${settings.budgetMs / 1000} s) reached after ${repsDone} repetitions`);
+      break;
+    }
+    const order = rotate(targets, rep - 1);
+    for (const ph of loadPhases) {
+      for (const t of order) {
+        const sample = await measureLoad(ph, t, rep, running.get(t), lg, sink, settings, o);
+        samples.push(sample);
+        log(`rep ${rep} ${ph.padEnd(11)} ${t.padEnd(13)} ${sample.ok ? fmt(sample.value, 0) : `FAILED: ${sample.error}`}${sample.ttfbP99Ms !== undefined ? ` (ttfb p50 ${fmt(sample.ttfbP50Ms!, 2)} p99 ${fmt(sample.ttfbP99Ms, 2)} ms)` : ''}`);
+        await sleep(200);
+      }
+    }
+    if (settings.phases.includes('idle') && rep <= settings.idleReps) {
+      for (const t of rotate(idleTargets, rep - 1)) {
+        const sample = await measureIdle(t, rep, o, lg, settings);
+        samples.push(sample);
+        log(`rep ${rep} idle        ${t.padEnd(13)} ${sample.ok ? `${fmt(sample.value, 1)} KiB/tunnel` : `FAILED: ${sample.error}`}`);
+      }
+    }
+    repsDone++;
+  }
+  for (const p of running.values()) await shutdown(p);
+  sink.child.stdin?.end();
+
+  const loadAfter = loadAverage();
+  const meta: Record<string, string> = {
+    when: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    machine: `${cores} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.release()}; proxy pinned to core ${PROXY_CORE}, loadgen + sink to core ${LOAD_CORE}${pin ? '' : ' (NOT pinned: one core)'}`,
+    'load average (1/5/15 min)': `${loadBefore.join(' / ')} before, ${loadAfter.join(' / ')} after`,
+    versions: `node ${process.version}, microsocks ${packageVersion('microsocks')}, dante-server ${packageVersion('dante-server')}`,
+    socksmith: socksmithState,
+    runs: `${repsDone} repetitions (idle test: ${Math.min(repsDone, settings.idleReps)}), interleaved (target order rotates each repetition); bulk ${settings.bulkBytes / MIB} MiB (8 streams × ${settings.parBytes / MIB} MiB); handshakes ${settings.duration} s, ${settings.concurrency} in flight; idle ${settings.tunnels} tunnels; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
+  };
+  const text = report(samples, settings, meta);
+  process.stdout.write(`\n${text}\n`);
+  const raw = JSON.stringify({ meta, settings, samples }, null, 2);
+  fs.writeFileSync(path.join(BUILD, `results-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), raw);
+  if (settings.json) fs.writeFileSync(settings.json, raw);
+}
+
+main().then(
+  () => {
+    killAllSync();
+    process.exit(0);
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error)?.stack ?? String(err)}\n`);
+    killAllSync();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,346 @@
+/**
+ * The proxies `npm run bench` compares, started pinned to one core on a loopback port and
+ * stopped by PID. Same approach as test/e2e/helpers/daemons.ts (microsocks and danted with a
+ * generated loopback-only, no-auth config).
+ * @packageDocumentation
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+/** What the bench knows how to start. */
+export type TargetName = 'socksmith-on' | 'socksmith-off' | 'socksmith-info' | 'microsocks' | 'dante' | 'none' | 'socksv5';
+
+/** All targets, in table order. */
+export const ALL_TARGETS: readonly TargetName[] = ['socksmith-on', 'socksmith-off', 'microsocks', 'dante', 'none', 'socksv5', 'socksmith-info'];
+
+/** Targets that only run when named in --targets. */
+export const OPTIONAL_TARGETS: readonly TargetName[] = ['socksv5', 'socksmith-info'];
+
+/** Column titles. */
+export const TARGET_TITLE: Record<TargetName, string> = {
+  'socksmith-on': 'socksmith (6 plugins on)',
+  'socksmith-off': 'socksmith (plugins off)',
+  microsocks: 'microsocks',
+  dante: 'dante-server',
+  none: 'no proxy',
+  socksv5: 'Node socksv5',
+  'socksmith-info': 'socksmith (on, log info)',
+};
+
+/** A running proxy. */
+export interface RunningProxy {
+  readonly name: TargetName;
+  readonly port: number;
+  readonly pid: number;
+  /** stderr/stdout tail, for failure messages. */
+  output(): string;
+  /** SIGTERM by PID (SIGKILL after 3 s), then SIGKILL any descendant still alive. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Where the peers' binaries are (after installation). */
+export interface PeerBinaries {
+  readonly microsocks: string | undefined;
+  readonly danted: string | undefined;
+  /** Folder holding node_modules/socksv5 (installed by the bench, not a project dependency). */
+  readonly socksv5Dir: string | undefined;
+}
+
+/** Options shared by every start. */
+export interface StartOptions {
+  /** Core to pin to (`taskset -c`), or undefined for no pinning. */
+  readonly core: number | undefined;
+  /** File descriptor limit to set (`ulimit -n`) before exec. */
+  readonly nofile: number;
+  /** Repository root (for dist/bench/socksv5-server.js). */
+  readonly root: string;
+  /** Folder whose dist/src/cli/main.js is the socksmith under test (a snapshot taken at the start). */
+  readonly socksmithDir: string;
+  readonly peers: PeerBinaries;
+  /** Extra node flags for socksmith (e.g. --cpu-prof). */
+  readonly nodeFlags?: readonly string[];
+}
+
+/** The six built-in plugins. extended-errors is off by default; "on" turns it on too. */
+const PLUGINS = ['isolation', 'resolve', 'resolve-ptr', 'http-detect', 'optimistic-data', 'extended-errors'] as const;
+
+/** The config socksmith runs with in the bench. */
+export function socksmithConfig(pluginsOn: boolean, level: 'warn' | 'info' = 'warn'): object {
+  return {
+    listen: [{ host: '127.0.0.1', port: 0 }],
+    upstream: { type: 'direct' },
+    plugins: Object.fromEntries(PLUGINS.map((p) => [p, pluginsOn])),
+    // warn: the access log line per stream (info) is not free; see docs/performance.md.
+    log: { level },
+    // The idle test opens ~10k tunnels from one address; the defaults (10000, 1024 per client)
+    // would refuse some of them.
+    limits: { maxConnections: 20_000, maxConnectionsPerClient: 0 },
+    timeouts: { drain: 1000 },
+  };
+}
+
+/**
+ * Spawn `file args` pinned to `core` with `ulimit -n` raised. `taskset` and `sh` exec into the
+ * program, so the child's PID is the program's PID.
+ */
+export function spawnPinned(core: number | undefined, nofile: number, file: string, args: readonly string[], stdio: ('pipe' | 'ignore')[]): ChildProcess {
+  const script = `ulimit -n ${nofile} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`;
+  const argv = ['-c', script, 'sh', file, ...args];
+  if (core === undefined) return spawn('sh', argv, { stdio });
+  return spawn('taskset', ['-c', String(core), 'sh', ...argv], { stdio });
+}
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; i < 1000; i++) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before listening on ${port}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = net.connect({ port, host: '127.0.0.1' });
+      c.once('connect', () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listening on 127.0.0.1:${port} after ${timeoutMs} ms`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function descendants(pid: number): number[] {
+  // Children of `pid` (recursively), from /proc; used to make sure forked helpers go too.
+  const byParent = new Map<number, number[]>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const t = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(t.slice(t.lastIndexOf(')') + 2).split(' ')[1]);
+      const l = byParent.get(ppid);
+      if (l) l.push(Number(name));
+      else byParent.set(ppid, [Number(name)]);
+    } catch {
+      /* gone */
+    }
+  }
+  const out: number[] = [];
+  const q = [...(byParent.get(pid) ?? [])];
+  while (q.length > 0 && out.length < 100_000) {
+    const p = q.shift()!;
+    out.push(p);
+    q.push(...(byParent.get(p) ?? []));
+  }
+  return out;
+}
+
+function wrap(name: TargetName, child: ChildProcess, port: number, cleanup: () => void): RunningProxy {
+  let out = '';
+  const keep = (d: Buffer) => {
+    out = (out + d.toString()).slice(-8192);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<void>((r) => {
+    if (child.exitCode !== null || child.signalCode !== null) r();
+    else child.once('exit', () => r());
+  });
+  let stopping: Promise<void> | undefined;
+  const pid = child.pid ?? -1;
+  return {
+    name,
+    port,
+    pid,
+    output: () => out,
+    stop() {
+      stopping ??= (async () => {
+        const kids = pid > 0 ? descendants(pid) : [];
+        if (pid > 0 && child.exitCode === null && child.signalCode === null) {
+          try {
+            process.kill(pid, 'SIGTERM');
+          } catch {
+            /* gone */
+          }
+          const t = setTimeout(() => {
+            try {
+              process.kill(pid, 'SIGKILL');
+            } catch {
+              /* gone */
+            }
+          }, 3000);
+          await exited;
+          clearTimeout(t);
+        }
+        // Children that outlived their parent (they were ours: started by the proxy we started).
+        for (const k of kids) {
+          if (!isAlive(k)) continue;
+          try {
+            process.kill(k, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
+        cleanup();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Start socksmith from dist/ with a generated JSON config; reads its `listening on` line. */
+async function startSocksmith(name: 'socksmith-on' | 'socksmith-off' | 'socksmith-info', o: StartOptions): Promise<RunningProxy> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'socksmith-bench-'));
+  const conf = path.join(dir, 'socksmith.json');
+  fs.writeFileSync(conf, JSON.stringify(socksmithConfig(name !== 'socksmith-off', name === 'socksmith-info' ? 'info' : 'warn'), null, 2));
+  const main = path.join(o.socksmithDir, 'dist', 'src', 'cli', 'main.js');
+  // At info, the access log (one JSON line per stream on stderr) goes to /dev/null: its cost is
+  // the formatting and the write, not a reader that could fall behind.
+  const child = spawnPinned(o.core, o.nofile, process.execPath, [...(o.nodeFlags ?? []), main, '--config', conf, '--listen', '127.0.0.1:0'], ['ignore', 'pipe', name === 'socksmith-info' ? 'ignore' : 'pipe']);
+  let port = 0;
+  const proxyP = wrap(name, child, 0, () => fs.rmSync(dir, { recursive: true, force: true }));
+  try {
+    port = await new Promise<number>((resolve, reject) => {
+      let buf = '';
+      const timer = setTimeout(() => reject(new Error(`socksmith did not print its listening line in 20 s: ${proxyP.output()}`)), 20_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        const m = /socksmith listening on 127\.0\.0\.1:(\d+)/.exec(buf);
+        if (m) {
+          clearTimeout(timer);
+          resolve(Number(m[1]));
+        }
+      });
+      child.once('exit', (code, sig) => {
+        clearTimeout(timer);
+        reject(new Error(`socksmith exited (${code ?? sig}) before listening: ${proxyP.output()}`));
+      });
+    });
+  } catch (err) {
+    await proxyP.stop();
+    throw err;
+  }
+  return { ...proxyP, port };
+}
+
+async function startMicrosocks(bin: string, o: StartOptions): Promise<RunningProxy> {
+  const port = await freePort();
+  // microsocks 1.0.3 prints one line per connection and has no flag to stop it; its stdout goes
+  // to /dev/null (cheap writes, as a service manager with logging off would do).
+  const child = spawnPinned(o.core, o.nofile, bin, ['-i', '127.0.0.1', '-p', String(port)], ['ignore', 'ignore', 'pipe']);
+  const p = wrap('microsocks', child, port, () => {});
+  try {
+    await waitForPort(port, child, 5000);
+  } catch (err) {
+    await p.stop();
+    throw new Error(`microsocks did not start: ${(err as Error).message}; ${p.output()}`);
+  }
+  return p;
+}
+
+async function startDante(bin: string, o: StartOptions): Promise<RunningProxy> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'socksmith-bench-dante-'));
+  const conf = path.join(dir, 'danted.conf');
+  const port = await freePort();
+  fs.writeFileSync(
+    conf,
+    [
+      'logoutput: stderr',
+      `internal: 127.0.0.1 port = ${port}`,
+      'external: 127.0.0.1',
+      'socksmethod: none',
+      'clientmethod: none',
+      'user.privileged: root',
+      'user.unprivileged: nobody',
+      // No per-connection logging (no `log:` in the rules), like socksmith at warn.
+      'client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }',
+      'socks pass { from: 127.0.0.0/8 to: 127.0.0.0/8 command: connect }',
+      '',
+    ].join('\n'),
+  );
+  const child = spawnPinned(o.core, o.nofile, bin, ['-f', conf, '-N', '1', '-p', path.join(dir, 'danted.pid')], ['ignore', 'pipe', 'pipe']);
+  const p = wrap('dante', child, port, () => fs.rmSync(dir, { recursive: true, force: true }));
+  try {
+    await waitForPort(port, child, 10_000);
+  } catch (err) {
+    await p.stop();
+    throw new Error(`danted did not start: ${(err as Error).message}; ${p.output()}`);
+  }
+  return p;
+}
+
+/** Start the `socksv5` package's server (bench/socksv5-server.ts); reads its listening line. */
+async function startSocksv5(dir: string, o: StartOptions): Promise<RunningProxy> {
+  const script = path.join(o.root, 'dist', 'bench', 'socksv5-server.js');
+  const child = spawnPinned(o.core, o.nofile, process.execPath, ['--no-deprecation', script, dir], ['ignore', 'pipe', 'pipe']);
+  const p = wrap('socksv5', child, 0, () => {});
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let buf = '';
+      const timer = setTimeout(() => reject(new Error(`no listening line in 10 s: ${p.output()}`)), 10_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        const m = /socksv5 listening on (\d+)/.exec(buf);
+        if (m) {
+          clearTimeout(timer);
+          resolve(Number(m[1]));
+        }
+      });
+      child.once('exit', (code, sig) => {
+        clearTimeout(timer);
+        reject(new Error(`exited (${code ?? sig}): ${p.output()}`));
+      });
+    });
+    return { ...p, port };
+  } catch (err) {
+    await p.stop();
+    throw new Error(`socksv5 did not start: ${(err as Error).message}`);
+  }
+}
+
+/** Start `name` (undefined for `none`). Retries a port race twice. */
+export async function startTarget(name: TargetName, o: StartOptions): Promise<RunningProxy | undefined> {
+  if (name === 'none') return undefined;
+  let last: unknown;
+  for (let i = 0; i < 3; i++) {
+    try {
+      if (name === 'socksmith-on' || name === 'socksmith-off' || name === 'socksmith-info') return await startSocksmith(name, o);
+      if (name === 'socksv5') {
+        if (!o.peers.socksv5Dir) throw new Error('socksv5 is not installed');
+        return await startSocksv5(o.peers.socksv5Dir, o);
+      }
+      if (name === 'microsocks') {
+        if (!o.peers.microsocks) throw new Error('microsocks is not installed');
+        return await startMicrosocks(o.peers.microsocks, o);
+      }
+      if (!o.peers.danted) throw new Error('danted is not installed');
+      return await startDante(o.peers.danted, o);
+    } catch (err) {
+      last = err;
+      if (/not installed/.test((err as Error).message)) break;
+    }
+  }
+  throw last;
+}

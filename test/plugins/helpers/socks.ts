@@ -140,62 +140,9 @@ export function run(file: string, args: string[], opts: { env?: NodeJS.ProcessEn
   });
 }
 
-/** A spawned long-running program, stopped by PID. */
-export interface Spawned {
-  readonly port: number;
-  readonly child: ChildProcess;
-  output(): string;
-  stop(): Promise<void>;
-}
-
-
-/** Spawn `microsocks -i 127.0.0.1 -p PORT` and wait until it accepts connections. */
-export async function startMicrosocks(file: string): Promise<Spawned> {
-  for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
-    const child = spawn(file, ['-i', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    child.once('error', (err) => (output += `spawn error: ${err.message}`));
-    const stop = async () => {
-      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-        try {
-          process.kill(child.pid, 'SIGTERM');
-        } catch {
-          /* gone */
-        }
-        const t = setTimeout(() => {
-          try {
-            process.kill(child.pid!, 'SIGKILL');
-          } catch {
-            /* gone */
-          }
-        }, 2000);
-        await exited;
-        clearTimeout(t);
-      }
-    };
-    const deadline = Date.now() + 5000;
-    let up = false;
-    while (Date.now() < deadline && child.exitCode === null && child.signalCode === null) {
-      up = await new Promise<boolean>((resolve) => {
-        const s = net.connect({ port, host: '127.0.0.1' });
-        s.once('connect', () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once('error', () => resolve(false));
-      });
-      if (up) break;
-      await sleep(30);
-    }
-    if (up) return { port, child, output: () => output, stop };
-    await stop();
-    if (attempt >= 2) throw new Error(`microsocks did not start: ${output}`);
-  }
-}
+// microsocks as an upstream: the same spawner the e2e tests use (free port, readiness probe,
+// stop by PID with SIGKILL fallback).
+export { startMicrosocks } from '../../e2e/helpers/daemons.js';
 
 /** `upstream: { type: 'socks5', host: '127.0.0.1', port, ...extra }` typed for startProxy. */
 export function socks5Upstream(port: number, extra: { username?: string; password?: string; pipelining?: boolean } = {}): { type: 'socks5' } {

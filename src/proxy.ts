@@ -23,6 +23,7 @@ import type { Kernel } from './kernel/kernel.js';
 import { loadPlugins } from './kernel/plugin-loader.js';
 import { createLogger, type Logger } from './logger.js';
 import { formatHostPort } from './protocol/address.js';
+import { primeAllocator } from './kernel/allocator.js';
 
 /** A BlockList of CIDRs and single addresses (IPv4-mapped IPv6 peers match IPv4 entries). */
 function blockListOf(entries: readonly string[]): net.BlockList {
@@ -161,6 +162,7 @@ export class SocksmithProxy {
 
   /** Build a proxy from a resolved config or a raw config object (validated here). Does not listen yet. */
   static async create(config: ResolvedConfig | SocksmithConfig | ConfigInput, options: CreateProxyOptions = {}): Promise<SocksmithProxy> {
+    primeAllocator();
     const cwd = options.cwd ?? process.cwd();
     const resolved = isResolved(config) ? config : resolveConfig(config, { file: undefined, dir: cwd });
     const logger = options.logger ?? createLogger(resolved.log.level);

@@ -12,10 +12,10 @@ import os from 'node:os';
 import path from 'node:path';
 
 /** What the bench knows how to start. */
-export type TargetName = 'socksmith-on' | 'socksmith-off' | 'socksmith-info' | 'microsocks' | 'dante' | 'none' | 'socksv5';
+export type TargetName = 'socksmith-on' | 'socksmith-off' | 'socksmith-info' | 'microsocks' | 'dante' | 'none' | 'socksv5' | 'node-floor';
 
 /** All targets, in table order. */
-export const ALL_TARGETS: readonly TargetName[] = ['socksmith-on', 'socksmith-off', 'microsocks', 'dante', 'none', 'socksv5', 'socksmith-info'];
+export const ALL_TARGETS: readonly TargetName[] = ['socksmith-on', 'socksmith-off', 'microsocks', 'dante', 'none', 'socksv5', 'socksmith-info', 'node-floor'];
 
 /** Targets that only run when named in --targets. */
 export const OPTIONAL_TARGETS: readonly TargetName[] = ['socksv5', 'socksmith-info'];
@@ -29,6 +29,7 @@ export const TARGET_TITLE: Record<TargetName, string> = {
   none: 'no proxy',
   socksv5: 'Node socksv5',
   'socksmith-info': 'socksmith (on, log info)',
+  'node-floor': 'Node floor',
 };
 
 /** A running proxy. */
@@ -292,17 +293,25 @@ async function startDante(bin: string, o: StartOptions): Promise<RunningProxy> {
 }
 
 /** Start the `socksv5` package's server (bench/socksv5-server.ts); reads its listening line. */
-async function startSocksv5(dir: string, o: StartOptions): Promise<RunningProxy> {
-  const script = path.join(o.root, 'dist', 'bench', 'socksv5-server.js');
-  const child = spawnPinned(o.core, o.nofile, process.execPath, ['--no-deprecation', script, dir], ['ignore', 'pipe', 'pipe']);
-  const p = wrap('socksv5', child, 0, () => {});
+function startSocksv5(dir: string, o: StartOptions): Promise<RunningProxy> {
+  return startNodeScript('socksv5', 'socksv5-server.js', [dir], o);
+}
+
+/**
+ * Start one of the bench's own Node servers (`dist/bench/FILE`), which print `NAME listening on
+ * PORT`; reads that line.
+ */
+async function startNodeScript(name: 'socksv5' | 'node-floor', file: string, args: readonly string[], o: StartOptions): Promise<RunningProxy> {
+  const script = path.join(o.root, 'dist', 'bench', file);
+  const child = spawnPinned(o.core, o.nofile, process.execPath, ['--no-deprecation', script, ...args], ['ignore', 'pipe', 'pipe']);
+  const p = wrap(name, child, 0, () => {});
   try {
     const port = await new Promise<number>((resolve, reject) => {
       let buf = '';
       const timer = setTimeout(() => reject(new Error(`no listening line in 10 s: ${p.output()}`)), 10_000);
       child.stdout!.on('data', (d: Buffer) => {
         buf += d.toString();
-        const m = /socksv5 listening on (\d+)/.exec(buf);
+        const m = new RegExp(`${name} listening on (\\d+)`).exec(buf);
         if (m) {
           clearTimeout(timer);
           resolve(Number(m[1]));
@@ -316,7 +325,7 @@ async function startSocksv5(dir: string, o: StartOptions): Promise<RunningProxy>
     return { ...p, port };
   } catch (err) {
     await p.stop();
-    throw new Error(`socksv5 did not start: ${(err as Error).message}`);
+    throw new Error(`${name} did not start: ${(err as Error).message}`);
   }
 }
 
@@ -327,6 +336,7 @@ export async function startTarget(name: TargetName, o: StartOptions): Promise<Ru
   for (let i = 0; i < 3; i++) {
     try {
       if (name === 'socksmith-on' || name === 'socksmith-off' || name === 'socksmith-info') return await startSocksmith(name, o);
+      if (name === 'node-floor') return await startNodeScript('node-floor', 'node-floor-server.js', [], o);
       if (name === 'socksv5') {
         if (!o.peers.socksv5Dir) throw new Error('socksv5 is not installed');
         return await startSocksv5(o.peers.socksv5Dir, o);

@@ -16,7 +16,7 @@ import { ServerHandshake, socks4Rejection, socks5ErrorReply } from '../protocol/
 import { repForError } from '../upstream/errors.js';
 import type { UpstreamStream } from '../upstream/types.js';
 import { UpstreamError } from '../errors.js';
-import { ConnectionContext, type Credentials } from './context.js';
+import { ConnectionContext, type Credentials, type SignalSource } from './context.js';
 import { EarlyData } from './early-data.js';
 import { channels } from './diagnostics.js';
 import { type DataInfo, type GreetingDecision, type Reply, type Takeover, isTapped } from './hooks.js';
@@ -30,6 +30,45 @@ const CLIENT_GONE = new UpstreamError(Rep.GENERAL_FAILURE, 'client connection cl
 
 /** How long a connection that was answered and ended may linger for the client to read and close. */
 const LINGER_MS = 5000;
+
+/** The handshake buffer when empty (one shared instance: no allocation per connection). */
+const EMPTY = Buffer.alloc(0);
+
+const kConn = Symbol('socksmith.connection');
+
+/** The client socket, which knows its driver. */
+type ClientSocket = Socket & { [kConn]?: Connection };
+
+// Socket and timer listeners are module-level functions shared by every connection; they find
+// their connection through `kConn`. A closure per listener per connection would cost heap for
+// every open tunnel and allocations on every accept (docs/performance.md).
+function onClientData(this: ClientSocket, chunk: Buffer): void {
+  this[kConn]!.handshakeData(chunk);
+}
+function onClientError(this: ClientSocket, err: Error): void {
+  this[kConn]!.socketError(err);
+}
+function onClientClose(this: ClientSocket): void {
+  this[kConn]!.socketClose();
+}
+function onClientEndEarly(this: ClientSocket): void {
+  this[kConn]!.clientEndEarly();
+}
+function onIdleTimeout(this: ClientSocket): void {
+  const c = this[kConn]!;
+  c.ctx.log.debug('idle timeout');
+  c.finish();
+}
+function onHandshakeTimeout(c: Connection): void {
+  c.handshakeTimeout();
+}
+function onLingerTimeout(c: Connection): void {
+  c.finish();
+}
+function onConnectTimeout(ac: AbortController, timeout: number): void {
+  ac.abort(new UpstreamError(Rep.TTL_EXPIRED, `connect timeout after ${timeout} ms`, { code: 'SOCKSMITH_ERR_UPSTREAM_TIMEOUT' }));
+}
+function discard(): void {}
 
 /** Encode a reply for SOCKS5: `05 REP 00 ATYP BND.ADDR BND.PORT`. */
 function encodeReplyV5(reply: Reply): Buffer {
@@ -48,11 +87,11 @@ function encodeReplyV4(reply: Reply, request: SocksRequest): Buffer {
 }
 
 /** One client connection. */
-export class Connection {
+export class Connection implements SignalSource {
   readonly ctx: ConnectionContext;
   private phase: Phase = 'handshake';
   private readonly hs = new ServerHandshake();
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = EMPTY;
   private off = 0;
   private processing = false;
   private greeted = false;
@@ -64,30 +103,43 @@ export class Connection {
   private abort: AbortController | undefined;
   /** The connect in progress, aborted directly by the teardown. */
   private connectAbort: AbortController | undefined;
-  private readonly upInfo: DataInfo;
-  private readonly downInfo: DataInfo;
-  private closeWaiters: Array<() => void> = [];
+  /** onData's second argument per direction, built when a plugin taps onData. */
+  private upInfoObj: DataInfo | undefined;
+  private downInfoObj: DataInfo | undefined;
+  private closeWaiters: Array<() => void> | undefined;
 
   constructor(
     private readonly kernel: Kernel,
-    private readonly socket: Socket,
+    private readonly socket: ClientSocket,
     ctxInit: Omit<ConstructorParameters<typeof ConnectionContext>[0], 'signal'>,
   ) {
-    this.ctx = new ConnectionContext({ ...ctxInit, signal: () => (this.abort ??= new AbortController()).signal });
-    this.upInfo = Object.freeze({ conn: this.ctx, direction: 'up' as const });
-    this.downInfo = Object.freeze({ conn: this.ctx, direction: 'down' as const });
+    this.ctx = new ConnectionContext({ ...ctxInit, signal: this });
+    socket[kConn] = this;
+  }
+
+  /** The teardown signal, created on first use of `ctx.signal`. @internal */
+  teardownSignal(): AbortSignal {
+    return (this.abort ??= new AbortController()).signal;
+  }
+
+  private get upInfo(): DataInfo {
+    return (this.upInfoObj ??= Object.freeze({ conn: this.ctx, direction: 'up' as const }));
+  }
+
+  private get downInfo(): DataInfo {
+    return (this.downInfoObj ??= Object.freeze({ conn: this.ctx, direction: 'down' as const }));
   }
 
   /** Start reading; `initial` is data already read from the socket (after a PROXY header). */
   start(initial?: Buffer): void {
     const s = this.socket;
-    s.on('data', this.onHandshakeData);
-    s.on('error', this.onSocketError);
-    s.on('close', this.onSocketClose);
-    s.on('end', this.onClientEndEarly);
-    this.handshakeTimer = setTimeout(this.onHandshakeTimeout, this.kernel.config.timeouts.handshake);
+    s.on('data', onClientData);
+    s.on('error', onClientError);
+    s.on('close', onClientClose);
+    s.on('end', onClientEndEarly);
+    this.handshakeTimer = setTimeout(onHandshakeTimeout, this.kernel.config.timeouts.handshake, this);
     this.handshakeTimer.unref?.();
-    if (initial && initial.length > 0) this.onHandshakeData(initial);
+    if (initial && initial.length > 0) this.handshakeData(initial);
     // A PROXY-protocol listener hands the socket over paused; resume unless the bytes already
     // read are over the handshake bound (then the handshake resumes it when it catches up).
     if (s.isPaused() && this.buf.length - this.off <= this.kernel.config.limits.handshakeBuffer) s.resume();
@@ -96,7 +148,7 @@ export class Connection {
   /** Resolves when the connection is fully torn down. */
   closed(): Promise<void> {
     if (this.phase === 'closed') return Promise.resolve();
-    return new Promise((resolve) => this.closeWaiters.push(resolve));
+    return new Promise((resolve) => (this.closeWaiters ??= []).push(resolve));
   }
 
   /** True while bytes flow (after a success reply). */
@@ -112,7 +164,8 @@ export class Connection {
   // ---------------------------------------------------------------------------------------------
   // Socket events before the relay
 
-  private readonly onHandshakeData = (chunk: Buffer): void => {
+  /** A chunk from the client before the relay. @internal */
+  handshakeData(chunk: Buffer): void {
     if (this.phase === 'request') {
       this.pushEarly(chunk);
       return;
@@ -129,30 +182,34 @@ export class Connection {
     // the handshake catches up (never drop).
     if (this.buf.length > this.kernel.config.limits.handshakeBuffer) this.socket.pause();
     if (!this.processing) void this.process();
-  };
+  }
 
-  private readonly onClientEndEarly = (): void => {
+  /** EOF from the client before the relay. @internal */
+  clientEndEarly(): void {
     // EOF before the relay: the client gave up (Tor: no reply). A request already parsed still
     // deserves its answer only while the socket can carry it; half-closed clients (tor-resolve
     // does not, but some scripts do) still get the reply because allowHalfOpen keeps our side open.
     if (this.phase === 'handshake' && !this.processing) this.finish();
-  };
+  }
 
-  private readonly onSocketError = (err: Error): void => {
+  /** @internal */
+  socketError(err: Error): void {
     this.ctx.log.debug({ err: errorMessage(err) }, 'client socket error');
     this.finish(err);
-  };
+  }
 
-  private readonly onSocketClose = (): void => {
+  /** @internal */
+  socketClose(): void {
     if (this.phase !== 'relay') this.finish();
-  };
+  }
 
-  private readonly onHandshakeTimeout = (): void => {
+  /** @internal */
+  handshakeTimeout(): void {
     if (this.phase === 'handshake' || this.phase === 'takeover') {
       this.ctx.log.debug('handshake timeout');
       this.finish();
     }
-  };
+  }
 
   // ---------------------------------------------------------------------------------------------
   // Handshake
@@ -231,7 +288,7 @@ export class Connection {
               }
             }
             const leftover = this.buf.subarray(this.off);
-            this.buf = Buffer.alloc(0);
+            this.buf = EMPTY;
             this.off = 0;
             const encode = req.version === 5 ? encodeReplyV5 : (r: Reply) => encodeReplyV4(r, req);
             await this.runRequest(req, encode, leftover);
@@ -302,9 +359,9 @@ export class Connection {
     this.phase = 'takeover';
     // Paused so that nothing is emitted while no one listens; the handler resumes it.
     this.socket.pause();
-    this.socket.removeListener('data', this.onHandshakeData);
+    this.socket.removeListener('data', onClientData);
     const buffered = this.buf.subarray(this.off);
-    this.buf = Buffer.alloc(0);
+    this.buf = EMPTY;
     this.off = 0;
     const takeover: Takeover = {
       conn: this.ctx,
@@ -312,7 +369,7 @@ export class Connection {
       buffered,
       runRequest: async (request, encodeReply, leftover) => {
         if (this.phase !== 'takeover') throw new Error('runRequest called twice or after the connection closed');
-        this.socket.on('data', this.onHandshakeData);
+        this.socket.on('data', onClientData);
         await this.runRequest(request, encodeReply, leftover);
       },
       authenticate: async (credentials) => {
@@ -398,10 +455,7 @@ export class Connection {
     const timeout = this.kernel.config.timeouts.connect;
     const ac = new AbortController();
     this.connectAbort = ac;
-    const timer = setTimeout(
-      () => ac.abort(new UpstreamError(Rep.TTL_EXPIRED, `connect timeout after ${timeout} ms`, { code: 'SOCKSMITH_ERR_UPSTREAM_TIMEOUT' })),
-      timeout,
-    );
+    const timer = setTimeout(onConnectTimeout, timeout, ac, timeout);
     let up: UpstreamStream;
     const connectStart = this.kernel.clock.now();
     try {
@@ -503,8 +557,8 @@ export class Connection {
 
   private startRelay(up: UpstreamStream): void {
     this.phase = 'relay';
-    this.socket.removeListener('data', this.onHandshakeData);
-    this.socket.removeListener('end', this.onClientEndEarly);
+    this.socket.removeListener('data', onClientData);
+    this.socket.removeListener('end', onClientEndEarly);
     const early = this.early!;
     // Early bytes not yet sent (optimistic data off, or the upstream did not take them) go now,
     // ahead of anything read later.
@@ -512,22 +566,26 @@ export class Connection {
     this.early = undefined;
     const idle = this.kernel.config.timeouts.idle;
     if (idle > 0) {
-      this.socket.setTimeout(idle, () => {
-        this.ctx.log.debug('idle timeout');
-        this.finish();
-      });
+      this.socket.setTimeout(idle);
+      this.socket.on('timeout', onIdleTimeout);
     }
     const hook = this.kernel.hooks.onData;
+    const tapped = isTapped(hook);
     relay(this.socket, up.stream, {
       ctx: this.ctx,
-      onData: isTapped(hook) ? hook : undefined,
-      upInfo: this.upInfo,
-      downInfo: this.downInfo,
-      done: (err) => {
-        if (hasCode(err, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(err);
-        this.finish(err);
-      },
+      onData: tapped ? hook : undefined,
+      upInfo: tapped ? this.upInfo : undefined,
+      downInfo: tapped ? this.downInfo : undefined,
+      done: this.relayDone,
     });
+  }
+
+  /** The relay's end. One function per connection, made only when the relay starts. */
+  private get relayDone(): (err?: Error) => void {
+    return (err) => {
+      if (hasCode(err, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(err);
+      this.finish(err);
+    };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -546,14 +604,14 @@ export class Connection {
     this.phase = 'closing';
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.early?.discard();
-    this.socket.removeListener('data', this.onHandshakeData);
-    this.socket.on('data', () => {}); // drain and discard whatever the client still sends
+    this.socket.removeListener('data', onClientData);
+    this.socket.on('data', discard); // drain and discard whatever the client still sends
     this.socket.resume();
     if (bytes) this.socket.end(bytes);
     else this.socket.end();
     // 'close' (both halves done) ends it through onSocketClose; the timer bounds a client that
     // never closes its side.
-    this.lingerTimer = setTimeout(() => this.finish(), LINGER_MS);
+    this.lingerTimer = setTimeout(onLingerTimeout, LINGER_MS, this);
     this.lingerTimer.unref?.();
   }
 
@@ -597,8 +655,8 @@ export class Connection {
     }
     if (channels.closed.hasSubscribers) channels.closed.publish({ conn: ctx, durationMs: this.kernel.clock.now() - ctx.acceptedAt });
     const waiters = this.closeWaiters;
-    this.closeWaiters = [];
-    for (const w of waiters) w();
+    this.closeWaiters = undefined;
+    if (waiters) for (const w of waiters) w();
   }
 }
 

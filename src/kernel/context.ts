@@ -45,6 +45,11 @@ export interface UpstreamCredentials {
   readonly password: string | Uint8Array;
 }
 
+/** Creates a connection's teardown signal on first use (the connection driver implements it). */
+export interface SignalSource {
+  teardownSignal(): AbortSignal;
+}
+
 /** Which front-end protocol the connection speaks. */
 export type FrontendProtocol = 'socks4' | 'socks5' | 'http-connect' | 'unknown';
 
@@ -75,11 +80,17 @@ export class ConnectionContext {
    * Created on first use (most connections never need one).
    */
   get signal(): AbortSignal {
-    return this.lazySignal();
+    const s = this.signalSource;
+    if (typeof s === 'function') return s();
+    if (s instanceof AbortSignal) return s;
+    return s.teardownSignal();
   }
-  private readonly lazySignal: () => AbortSignal;
-  /** Per-plugin scratch space, keyed by a symbol the plugin owns. */
-  readonly plugins: Map<symbol, unknown>;
+  private readonly signalSource: AbortSignal | (() => AbortSignal) | SignalSource;
+  /** Per-plugin scratch space, keyed by a symbol the plugin owns (created on first use). */
+  get plugins(): Map<symbol, unknown> {
+    return (this.pluginData ??= new Map());
+  }
+  private pluginData: Map<symbol, unknown> | undefined;
 
   /** Front-end protocol, known after the first byte. */
   protocol: FrontendProtocol;
@@ -126,8 +137,8 @@ export class ConnectionContext {
     acceptedAt: number;
     /** The root logger; the connection's child logger is derived from it lazily. */
     log: Logger;
-    /** The connection's teardown signal, or a function that creates it on demand (the driver's way). */
-    signal: AbortSignal | (() => AbortSignal);
+    /** The connection's teardown signal, or something that creates it on demand (the driver's way). */
+    signal: AbortSignal | (() => AbortSignal) | SignalSource;
   }) {
     this.id = init.id;
     this.listener = init.listener;
@@ -137,9 +148,8 @@ export class ConnectionContext {
     this.acceptedAt = init.acceptedAt;
     this.rootLogger = init.log;
     this.logger = undefined;
-    const signal = init.signal;
-    this.lazySignal = typeof signal === 'function' ? signal : () => signal;
-    this.plugins = new Map();
+    this.signalSource = init.signal;
+    this.pluginData = undefined;
     this.protocol = 'unknown';
     this.version = 0;
     this.method = -1;

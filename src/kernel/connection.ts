@@ -224,7 +224,8 @@ export class Connection implements SignalSource {
           this.greeted = true;
           const first = this.buf[this.off]!;
           this.ctx.protocol = first === 0x04 ? 'socks4' : 'unknown';
-          const decision = await this.greeting(first, []);
+          const pending = this.greeting(first, []);
+          const decision = pending && (await pending);
           if (this.phase !== 'handshake') return;
           if (decision && 'takeover' in decision) return this.takeover(decision.takeover);
           if (decision && 'reject' in decision) return this.endWith(undefined);
@@ -248,7 +249,8 @@ export class Connection implements SignalSource {
             this.greeted = true;
             this.ctx.protocol = 'socks5';
             this.ctx.version = 5;
-            const decision = await this.greeting(0x05, ev.greeting.methods);
+            const pending = this.greeting(0x05, ev.greeting.methods);
+            const decision = pending && (await pending);
             if (this.phase !== 'handshake') return;
             if (decision && 'takeover' in decision) return this.takeover(decision.takeover);
             let method: number;
@@ -265,7 +267,8 @@ export class Connection implements SignalSource {
             this.off += ev.length;
             const credentials: Credentials = { source: 'rfc1929', username: ev.auth.username, password: ev.auth.password };
             this.ctx.credentials = credentials;
-            const accepted = await this.authenticate(credentials);
+            const verdict = this.authenticate(credentials);
+            const accepted = verdict === true || (await verdict);
             if (this.phase !== 'handshake') return;
             const bytes = this.hs.authResult(accepted);
             if (!accepted) return this.endWith(bytes);
@@ -280,7 +283,8 @@ export class Connection implements SignalSource {
               this.ctx.protocol = 'socks4';
               const credentials: Credentials = { source: 'socks4-userid', username: req.userId ?? Buffer.alloc(0), password: undefined };
               this.ctx.credentials = credentials;
-              const accepted = await this.authenticate(credentials);
+              const verdict = this.authenticate(credentials);
+              const accepted = verdict === true || (await verdict);
               if (this.phase !== 'handshake') return;
               if (!accepted) {
                 this.ctx.reply = Rep.NOT_ALLOWED;
@@ -303,17 +307,18 @@ export class Connection implements SignalSource {
     }
   }
 
-  private async greeting(firstByte: number, methods: readonly number[]): Promise<GreetingDecision | undefined> {
+  /** onGreeting's decision; `undefined` at once (no promise, no await) when no plugin taps it. */
+  private greeting(firstByte: number, methods: readonly number[]): Promise<GreetingDecision | undefined> | undefined {
     const hook = this.kernel.hooks.onGreeting;
     if (!isTapped(hook)) return undefined;
     return hook.promise({ conn: this.ctx, firstByte, methods });
   }
 
-  private async authenticate(credentials: Credentials): Promise<boolean> {
+  /** onAuth's verdict; `true` at once when no plugin taps it. */
+  private authenticate(credentials: Credentials): Promise<boolean> | true {
     const hook = this.kernel.hooks.onAuth;
     if (!isTapped(hook)) return true;
-    const d = await hook.promise({ conn: this.ctx, credentials });
-    return d === undefined || d.accept;
+    return hook.promise({ conn: this.ctx, credentials }).then((d) => d === undefined || d.accept);
   }
 
   /** A hook failed (or a bug) during the handshake: answer in the form the state allows, then close. */
@@ -411,11 +416,7 @@ export class Connection implements SignalSource {
     this.phase = 'request';
     if (channels.request.hasSubscribers) channels.request.publish({ conn: ctx, handshakeMs: this.kernel.clock.now() - ctx.acceptedAt });
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
-    this.early = new EarlyData(
-      this.kernel.config.limits.earlyData,
-      () => this.socket.pause(),
-      () => this.socket.resume(),
-    );
+    this.early = new EarlyData(this.kernel.config.limits.earlyData, this.socket);
     if (leftover.length > 0) this.pushEarly(Buffer.from(leftover));
     if (this.socket.isPaused() && this.early.bytes < this.kernel.config.limits.earlyData) this.socket.resume();
     let reply: Reply | undefined;

@@ -19,14 +19,13 @@ export class EarlyData {
   total = 0;
 
   /**
-   * @param limit bytes held before `onPressure` asks the kernel to pause the client
-   * @param onPressure pause the client
-   * @param onRelief resume the client
+   * @param limit bytes held before the client is paused
+   * @param client what is paused when `limit` is reached and resumed when the bytes have gone
+   *   (the client socket)
    */
   constructor(
     private readonly limit: number,
-    private readonly onPressure: () => void,
-    private readonly onRelief: () => void,
+    private readonly client: { pause(): unknown; resume(): unknown },
   ) {}
 
   /** Bytes currently held (not yet handed to a sink). */
@@ -51,7 +50,7 @@ export class EarlyData {
     this.held += chunk.length;
     if (this.held >= this.limit && !this.blocked) {
       this.blocked = true;
-      this.onPressure();
+      this.client.pause();
     }
   }
 
@@ -67,7 +66,7 @@ export class EarlyData {
     if (full) this.waitDrain();
     else if (this.blocked) {
       this.blocked = false;
-      this.onRelief();
+      this.client.resume();
     }
   }
 
@@ -86,12 +85,12 @@ export class EarlyData {
     const sink = this.sink!;
     if (!this.blocked) {
       this.blocked = true;
-      this.onPressure();
+      this.client.pause();
     }
     sink.once('drain', () => {
       if (this.sink !== sink) return;
       this.blocked = false;
-      this.onRelief();
+      this.client.resume();
     });
   }
 }

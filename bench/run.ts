@@ -98,16 +98,16 @@ function parseSettings(argv: readonly string[]): Settings {
         '  --quick          smoke run (~2 min): 256 MiB transfers, 2 s handshakes, 1000 idle tunnels once, 3 reps',
         '  --reps N         repetitions per figure (default 5; quick 3)',
         `  --targets LIST   comma list of ${ALL_TARGETS.join(',')}`,
-        '                   (default: all but socksv5, which runs in the idle phase only, and',
-        '                   socksmith-info, plugins on with the access log at info;',
-        '                   node-floor is the least a node:net SOCKS5 server does: the Node ceiling)',
+        '                   (default: all but socksmith-info, plugins on with the access log at',
+        '                   info; node-floor is the least a node:net SOCKS5 server does: the',
+        '                   ceiling of any server written in Node)',
         `  --phases LIST    comma list of ${ALL_PHASES.join(',')}`,
         '  --bulk-mib N     bytes of a bulk transfer in MiB (default 2048; quick 256)',
         '  --duration S     seconds of each handshake run (default 10; quick 2)',
         '  --concurrency C  handshakes in flight (default 64)',
         '  --tunnels N      idle tunnels (default 9900, capped by the fd limit; quick 1000)',
         '  --idle-reps N    repetitions of the idle test, the first N (default 3; quick 1)',
-        '  --budget S       stop starting repetitions after S seconds (default 900; quick 240)',
+        '  --budget S       stop starting repetitions after S seconds (default 1500; quick 240)',
         '  --json FILE      also write the raw results here',
         '  --no-install     do not apt-get install missing peers (they are skipped)',
         '  --profile        instead: profile socksmith (--cpu-prof) in the handshake and bulk phases',
@@ -139,7 +139,7 @@ function parseSettings(argv: readonly string[]): Settings {
     tunnels: clampInt(values.tunnels, quick ? 1000 : 9900, 10, 9900),
     idleReps: clampInt(values['idle-reps'], quick ? 1 : 3, 1, 50),
     settleMs: quick ? 500 : 3000,
-    budgetMs: clampInt(values.budget, quick ? 240 : 900, 30, 3600) * 1000,
+    budgetMs: clampInt(values.budget, quick ? 240 : 1500, 30, 3600) * 1000,
     json: values.json,
     install: !(values['no-install'] ?? false),
     profile: values.profile ?? false,
@@ -769,6 +769,22 @@ function report(samples: readonly Sample[], s: Settings, meta: Record<string, st
   L.push('|---|---|---|---|');
   for (const [name, v, r, ok, unit] of goals) {
     L.push(`| ${name} | ${fmt(v, v < 100 ? 2 : 0)} | ${Number.isFinite(r) ? `${r.toFixed(2)}${unit}` : '—'} | ${Number.isFinite(r) ? (ok(r) ? 'yes' : '**no**') : '—'} |`);
+  }
+  // The ceiling: where the least a Node server can do stands against the same targets.
+  if (targets.includes('node-floor')) {
+    const ceil: [string, number, number, string][] = [
+      ['bulk 1 stream down ÷ dante-server', med('bulk-down', 'node-floor') / med('bulk-down', 'dante'), med('bulk-down', 'socksmith-on') / med('bulk-down', 'node-floor'), '≥ 1.2'],
+      ['handshakes/s ÷ microsocks', med('handshake', 'node-floor') / med('handshake', 'microsocks'), med('handshake', 'socksmith-on') / med('handshake', 'node-floor'), '≥ 1.1'],
+      ['TTFB p99 ÷ microsocks', med('ttfb-p99', 'node-floor') / med('ttfb-p99', 'microsocks'), med('ttfb-p99', 'socksmith-on') / med('ttfb-p99', 'node-floor'), '≤ 1'],
+      ['PSS per idle tunnel ÷ Node socksv5', med('idle', 'node-floor') / med('idle', 'socksv5'), med('idle', 'socksmith-on') / med('idle', 'node-floor'), '≤ 0.9'],
+    ];
+    const r = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '—');
+    L.push('');
+    L.push('The Node ceiling: the same ratios for "Node floor" (bench/node-floor-server.ts, the least a node:net SOCKS5 server does), and socksmith (on) against it:');
+    L.push('');
+    L.push('| figure | target | Node floor | socksmith (on) ÷ Node floor |');
+    L.push('|---|---|---|---|');
+    for (const [name, floor, vs, goal] of ceil) L.push(`| ${name} | ${goal} | ${r(floor)} | ${r(vs)} |`);
   }
   const failures = samples.filter((x) => !x.ok || x.error);
   if (failures.length > 0) {

@@ -18,7 +18,7 @@ export type TargetName = 'socksmith-on' | 'socksmith-off' | 'socksmith-info' | '
 export const ALL_TARGETS: readonly TargetName[] = ['socksmith-on', 'socksmith-off', 'microsocks', 'dante', 'none', 'socksv5', 'socksmith-info', 'node-floor'];
 
 /** Targets that only run when named in --targets. */
-export const OPTIONAL_TARGETS: readonly TargetName[] = ['socksv5', 'socksmith-info'];
+export const OPTIONAL_TARGETS: readonly TargetName[] = ['socksmith-info'];
 
 /** Column titles. */
 export const TARGET_TITLE: Record<TargetName, string> = {

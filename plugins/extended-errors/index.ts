@@ -45,7 +45,8 @@ export class ExtendedErrorsPlugin implements SocksmithPlugin {
 
   apply(kernel: Kernel): void {
     const direct = kernel.config.upstream.type === 'direct';
-    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.POLICY }, async (conn, request) => {
+    // Synchronous decision: a sync tap costs no promise per request.
+    kernel.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.POLICY }, (conn, request) => {
       if (request.command !== Command.CONNECT) return undefined;
       conn.extendedErrors = true;
       const dest = conn.destination ?? request.destination;

@@ -60,7 +60,8 @@ export class HttpDetectPlugin implements SocksmithPlugin {
 
   apply(kernel: Kernel): void {
     const tunnel = this.options.mode === 'tunnel';
-    kernel.hooks.onGreeting.tapPromise({ name: PLUGIN_NAME, stage: Stage.DEFAULT }, async ({ firstByte }) => {
+    // Synchronous decision: a sync tap costs no promise per connection.
+    kernel.hooks.onGreeting.tap({ name: PLUGIN_NAME, stage: Stage.DEFAULT }, ({ firstByte }) => {
       if (!HTTP_FIRST_BYTES.has(firstByte)) return undefined;
       if (!tunnel) return { takeover: (t: Takeover) => t.finish(this.page) };
       return { takeover: (t: Takeover) => this.serveTunnel(t) };

@@ -38,7 +38,8 @@ export class OptimisticDataPlugin implements SocksmithPlugin {
   constructor(@inject(Tokens.PluginOptions) readonly options: OptimisticDataOptions) {}
 
   apply(kernel: Kernel): void {
-    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, async (conn, request) => {
+    // Synchronous: a sync tap costs no promise per request.
+    kernel.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, (conn, request) => {
       if (request.command === Command.CONNECT) conn.optimisticData = true;
       return undefined;
     });

@@ -46,12 +46,13 @@ export class ResolvePtrPlugin implements SocksmithPlugin {
   constructor(@inject(Tokens.PluginOptions) private readonly options: ResolvePtrOptions) {}
 
   apply(kernel: Kernel): void {
-    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.ANSWER }, async (conn, request) => {
-      if (request.command !== Command.RESOLVE_PTR || request.version !== 5) return undefined;
+    // A callback tap: requests that are not RESOLVE_PTR (nearly all) pass on at once, with no promise.
+    kernel.hooks.onRequest.tapAsync({ name: PLUGIN_NAME, stage: Stage.ANSWER }, (conn, request, done) => {
+      if (request.command !== Command.RESOLVE_PTR || request.version !== 5) return done();
       const dest = conn.destination ?? request.destination;
       const target = classifyHost(dest.host, 0);
-      if (target.kind === 'domain') return { rep: Rep.ADDRESS_TYPE_NOT_SUPPORTED };
-      return this.reverse(kernel, conn, target);
+      if (target.kind === 'domain') return done(null, { rep: Rep.ADDRESS_TYPE_NOT_SUPPORTED });
+      this.reverse(kernel, conn, target).then((reply) => done(null, reply), done);
     });
   }
 

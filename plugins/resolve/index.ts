@@ -55,9 +55,10 @@ export class ResolvePlugin implements SocksmithPlugin {
   constructor(@inject(Tokens.PluginOptions) private readonly options: ResolveOptions) {}
 
   apply(kernel: Kernel): void {
-    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.ANSWER }, async (conn, request) => {
-      if (request.command !== Command.RESOLVE) return undefined;
-      return this.resolve(kernel, conn, request);
+    // A callback tap: requests that are not RESOLVE (nearly all) pass on at once, with no promise.
+    kernel.hooks.onRequest.tapAsync({ name: PLUGIN_NAME, stage: Stage.ANSWER }, (conn, request, done) => {
+      if (request.command !== Command.RESOLVE) return done();
+      this.resolve(kernel, conn, request).then((reply) => done(null, reply), done);
     });
   }
 

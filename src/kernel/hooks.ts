@@ -175,56 +175,47 @@ export function isDeliberate(err: unknown): err is Error & { rep: number } {
  * {@link PluginHookError} (unless it is a deliberate answer carrying `rep`). This is a tapable
  * `register` interceptor, so it costs nothing per call beyond the wrapper.
  */
-function attributeErrors(hookName: string, hook: { intercept(i: object): void }): void {
+function attributeErrors(hookName: string, hook: { intercept(i: object): void; readonly _args?: readonly string[] }): void {
+  // Fixed-arity wrappers (every kernel hook takes one or two arguments): no rest arrays, no
+  // spreads per call.
+  const arity = hook._args?.length ?? 2;
   hook.intercept({
     register(tap: { name: string; type: string; fn: (...args: unknown[]) => unknown }) {
       const fn = tap.fn;
-      const wrap = (err: unknown): never => {
-        if (isDeliberate(err) || err instanceof PluginHookError) throw err;
-        throw new PluginHookError(tap.name, hookName, err);
+      const attributed = (err: unknown): unknown => (isDeliberate(err) || err instanceof PluginHookError ? err : new PluginHookError(tap.name, hookName, err));
+      const rethrow = (err: unknown): never => {
+        throw attributed(err);
       };
       if (tap.type === 'promise') {
-        tap.fn = (...args: unknown[]) => {
+        tap.fn = (a: unknown, b: unknown) => {
           let p: unknown;
           try {
-            p = fn(...args);
+            p = fn(a, b);
           } catch (err) {
-            return Promise.reject(isDeliberate(err) ? err : new PluginHookError(tap.name, hookName, err));
+            return Promise.reject(attributed(err));
           }
-          return (p as Promise<unknown>).then(undefined, wrap);
+          return (p as Promise<unknown>).then(undefined, rethrow);
         };
       } else if (tap.type === 'sync') {
-        tap.fn = (...args: unknown[]) => {
+        tap.fn = (a: unknown, b: unknown) => {
           try {
-            return fn(...args);
+            return fn(a, b);
           } catch (err) {
-            return wrap(err);
+            return rethrow(err);
           }
         };
       } else {
-        tap.fn = (...args: unknown[]) => {
-          const cb = args[args.length - 1] as (err?: unknown, res?: unknown) => void;
-          const rest = args.slice(0, -1);
+        // tapAsync: the callback comes after the hook's arguments.
+        const call = (args: unknown[], cb: (err?: unknown, res?: unknown) => void) => {
+          const done = (err?: unknown, res?: unknown) => (err ? cb(attributed(err)) : cb(null, res));
           try {
-            fn(...rest, (err?: unknown, res?: unknown) => {
-              if (err) {
-                try {
-                  wrap(err);
-                } catch (e) {
-                  cb(e);
-                  return;
-                }
-              }
-              cb(null, res);
-            });
+            fn(...args, done);
           } catch (err) {
-            try {
-              wrap(err);
-            } catch (e) {
-              cb(e);
-            }
+            cb(attributed(err));
           }
         };
+        type Cb = (err?: unknown, res?: unknown) => void;
+        tap.fn = (arity === 1 ? (a: unknown, cb: Cb) => call([a], cb) : (a: unknown, b: unknown, cb: Cb) => call([a, b], cb)) as (...args: unknown[]) => unknown;
       }
       return tap;
     },
@@ -242,6 +233,6 @@ export function createHooks(): Hooks {
     onReply: new AsyncSeriesWaterfallHook<[Reply, ConnectionContext]>(['reply', 'conn'], 'onReply'),
     onData: new SyncWaterfallHook<[Buffer, DataInfo]>(['chunk', 'info'], 'onData'),
   };
-  for (const name of HOOK_NAMES) attributeErrors(name, hooks[name] as unknown as { intercept(i: object): void });
+  for (const name of HOOK_NAMES) attributeErrors(name, hooks[name] as unknown as { intercept(i: object): void; readonly _args?: readonly string[] });
   return Object.freeze(hooks);
 }

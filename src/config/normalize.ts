@@ -6,6 +6,7 @@
  * the plugin class is known (kernel/plugin-loader.ts).
  * @packageDocumentation
  */
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { BUILTIN_PLUGINS, BUILTIN_PLUGIN_NAMES, isBuiltinPlugin } from './builtins.js';
@@ -21,6 +22,7 @@ export const DEFAULTS = Object.freeze({
   timeouts: { handshake: 30000, connect: 30000, idle: 0, drain: 10000, pluginStart: 10000 },
   limits: { maxConnections: 10000, maxConnectionsPerClient: 1024, handshakeBuffer: 1024, earlyData: 65536 },
   log: { level: 'info' as const },
+  workers: 1,
 });
 
 /** Resolve a module specifier from the config: relative paths against the config's folder. */
@@ -90,11 +92,18 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
     limits: { ...DEFAULTS.limits, ...input.limits },
     log: { level: input.log?.level ?? DEFAULTS.log.level, safeLogging: input.log?.safeLogging ?? false },
     metrics: input.metrics,
+    workers: resolveWorkers(input.workers),
     source,
   };
   if (cfg.resolver.servers) cfg.resolver.servers.forEach((s, i) => checkDnsServer(s, `resolver.servers.${i}`));
   cfg.listen.forEach((l, i) => checkListener(l, `listen.${i}`, source.dir));
   return deepFreeze(cfg);
+}
+
+/** `workers` as a number: `'auto'` is one per CPU the process may use. */
+export function resolveWorkers(workers: number | 'auto' | undefined): number {
+  if (workers === 'auto') return Math.max(1, os.availableParallelism());
+  return workers ?? DEFAULTS.workers;
 }
 
 /** A listener is `{ host, port }` or `{ path }`; relative paths are resolved against the config's folder. */

@@ -10,6 +10,9 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { LOG_LEVELS } from '../logger.js';
 
+/** Most worker processes `workers` accepts. */
+export const MAX_WORKERS = 1024;
+
 const obj = <T extends Record<string, TSchema>>(props: T, description: string) =>
   Type.Object(props, { additionalProperties: false, description });
 
@@ -202,6 +205,11 @@ export const ConfigSchema = obj(
         },
         'Structured logs (pino, JSON on stderr).',
       ),
+    ),
+    workers: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 1, maximum: MAX_WORKERS }), Type.Literal('auto')], {
+        description: `Processes that serve the listeners: an integer 1-${MAX_WORKERS}, or 'auto' for one per CPU (os.availableParallelism()). Above 1 the CLI runs a node:cluster primary that forks the workers; every worker accepts on the same sockets. Default 1: one process, no cluster. Read at start only.`,
+      }),
     ),
   },
   'socksmith configuration.',

@@ -58,6 +58,12 @@ export interface ResolvedConfig {
   readonly log: { readonly level: LogLevel; readonly safeLogging: boolean };
   /** The metrics listener, when enabled. */
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
+  /**
+   * Worker processes (`workers`, `'auto'` resolved to `os.availableParallelism()`). 1: the CLI
+   * serves in its own process; above 1 it becomes a node:cluster primary (src/cluster). Only the
+   * CLI reads it; a `SocksmithProxy` created in-process is always one process.
+   */
+  readonly workers: number;
   /** Where the config came from. */
   readonly source: { readonly file: string | undefined; readonly dir: string };
 }

@@ -109,7 +109,7 @@ describe('configuration errors', { concurrency: true }, () => {
     const bad = writeConfig('bad.json', { plugins: OFF, listn: [{ host: '127.0.0.1', port: 0 }] });
     const r = await runCli(['--config', bad]);
     assert.equal(r.code, 78);
-    assert.equal(r.stderr, 'socksmith: config error: listn: unknown key (did you mean "listen"? allowed: listen, allowOpenProxy, resolver, upstream, plugins, timeouts, limits, metrics, log)\n');
+    assert.equal(r.stderr, 'socksmith: config error: listn: unknown key (did you mean "listen"? allowed: listen, allowOpenProxy, resolver, upstream, plugins, timeouts, limits, metrics, log, workers)\n');
     assert.equal(r.stdout, '');
   });
 

@@ -100,7 +100,7 @@ describe('loadConfig({ file })', () => {
     const dir = folder({ 'bad.json': JSON.stringify({ plugins: OFF, timeout: { handshake: 1 } }) });
     await assert.rejects(loadConfig({ file: 'bad.json', cwd: dir }), (err: Error & { code?: string }) => {
       assert.equal(err.code, 'SOCKSMITH_ERR_CONFIG_INVALID');
-      assert.equal(err.message, 'timeout: unknown key (did you mean "timeouts"? allowed: listen, allowOpenProxy, resolver, upstream, plugins, timeouts, limits, metrics, log)');
+      assert.equal(err.message, 'timeout: unknown key (did you mean "timeouts"? allowed: listen, allowOpenProxy, resolver, upstream, plugins, timeouts, limits, metrics, log, workers)');
       return true;
     });
   });

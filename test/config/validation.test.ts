@@ -4,6 +4,7 @@
  */
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
+import os from 'node:os';
 import { describe, test } from 'node:test';
 import { DEFAULTS, resolveConfig } from '../../src/config/normalize.js';
 import { Socks5UpstreamSchema } from '../../src/config/schema.js';
@@ -38,12 +39,12 @@ describe('resolveConfig errors name the key', () => {
     assertConfigError(
       { listn: [{ host: '127.0.0.1', port: 1080 }] },
       'listn',
-      'listn: unknown key (did you mean "listen"? allowed: listen, allowOpenProxy, resolver, upstream, plugins, timeouts, limits, metrics, log)',
+      'listn: unknown key (did you mean "listen"? allowed: listen, allowOpenProxy, resolver, upstream, plugins, timeouts, limits, metrics, log, workers)',
     );
   });
 
   test('unknown top-level key with nothing close: the allowed keys only', () => {
-    assertConfigError({ zzzzzzzzzz: 1 }, 'zzzzzzzzzz', 'zzzzzzzzzz: unknown key (allowed: listen, allowOpenProxy, resolver, upstream, plugins, timeouts, limits, metrics, log)');
+    assertConfigError({ zzzzzzzzzz: 1 }, 'zzzzzzzzzz', 'zzzzzzzzzz: unknown key (allowed: listen, allowOpenProxy, resolver, upstream, plugins, timeouts, limits, metrics, log, workers)');
   });
 
   test('listen.0.port out of range', () => {
@@ -207,6 +208,12 @@ describe('resolveConfig errors name the key', () => {
     );
   });
 
+  test('workers: not an integer of 1-1024 nor "auto": one line naming workers, with the allowed forms', () => {
+    const message =
+      "workers: must be one of: integer, \"auto\" (Processes that serve the listeners: an integer 1-1024, or 'auto' for one per CPU (os.availableParallelism()). Above 1 the CLI runs a node:cluster primary that forks the workers; every worker accepts on the same sockets. Default 1: one process, no cluster. Read at start only.)";
+    for (const workers of [0, -1, 1025, 2.5, 'many', '2', true, null]) assertConfigError({ workers }, 'workers', message);
+  });
+
   test('the root must be an object', () => {
     assertConfigError([], '', 'must be object (socksmith configuration.)');
   });
@@ -230,11 +237,20 @@ describe('resolveConfig defaults and freezing', () => {
       timeouts: { handshake: 30000, connect: 30000, idle: 0, drain: 10000, pluginStart: 10000 },
       limits: { maxConnections: 10000, maxConnectionsPerClient: 1024, handshakeBuffer: 1024, earlyData: 65536 },
       log: { level: 'info', safeLogging: false },
+      workers: 1,
       source: { dir: '/tmp' },
     });
     assert.equal(c.resolver.servers, undefined, 'system resolver by default');
     assert.deepEqual(c.source, { file: undefined, dir: '/tmp' });
     assert.deepEqual(c.listen, DEFAULTS.listen);
+  });
+
+  test('workers: default 1, an integer as given, "auto" one per CPU', () => {
+    assert.equal(resolveConfig({}, SOURCE).workers, 1);
+    assert.equal(resolveConfig({ workers: 1 }, SOURCE).workers, 1);
+    assert.equal(resolveConfig({ workers: 4 }, SOURCE).workers, 4);
+    assert.equal(resolveConfig({ workers: 1024 }, SOURCE).workers, 1024);
+    assert.equal(resolveConfig({ workers: 'auto' }, SOURCE).workers, os.availableParallelism());
   });
 
   test('undefined and null are an empty config', () => {

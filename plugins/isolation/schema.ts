@@ -32,7 +32,7 @@ export const IsolationOptionsSchema = Type.Object(
       Type.String({
         minLength: 16,
         description:
-          'Key for the keyed hash that derives isolation keys and upstream credentials. Default: random per process. Set it (e.g. from an environment variable) to get the same keys across restarts and instances.',
+          'Key for the keyed hash that derives isolation keys and upstream credentials. Default: random per process (with workers: one for all workers, made by the primary). Set it (e.g. from an environment variable) to get the same keys across restarts and instances.',
       }),
     ),
   },

@@ -8,7 +8,17 @@ import type net from 'node:net';
 import { SocksmithError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { formatHostPort } from '../protocol/address.js';
-import type { Metrics } from './metrics.js';
+
+/**
+ * What the metrics listener serves on `/metrics`: a `Metrics` of one process, or the
+ * cluster primary's aggregate of its workers (`ClusterMetrics`).
+ */
+export interface MetricsSource {
+  /** Content-Type of {@link MetricsSource.scrape}'s output. */
+  readonly contentType: string;
+  /** The metrics in the Prometheus text format. */
+  scrape(): Promise<string>;
+}
 
 /** Options for {@link startMetricsServer}. */
 export interface MetricsServerOptions {
@@ -17,7 +27,7 @@ export interface MetricsServerOptions {
   /** Port to bind; 0 picks a free one. */
   readonly port: number;
   /** The metrics served on `/metrics`. */
-  readonly metrics: Metrics;
+  readonly metrics: MetricsSource;
   /** True when the proxy is ready (every listener bound and not closing): `/healthz` answers 200. */
   readonly ready: () => boolean;
   /** True once the proxy is shutting down (draining): `/healthz` answers 503 `stopping`. Default: never. */

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.js';
-import type { ListenConfig } from '../config/schema.js';
+import { MAX_WORKERS, type ListenConfig } from '../config/schema.js';
 import { LOG_LEVELS } from '../logger.js';
 
 /** Parsed command line. */
@@ -15,6 +15,8 @@ export interface CliArgs {
   readonly version: boolean;
   readonly check: boolean;
   readonly logLevel: string | undefined;
+  /** `--workers N|auto`: overrides the config's `workers`. */
+  readonly workers: number | 'auto' | undefined;
 }
 
 /** The `--help` text. */
@@ -29,12 +31,14 @@ Options:
                           IPv6 as [::1]:1080; port 0 picks a free port; unix:/path
                           for a unix socket
       --log-level LEVEL   fatal, error, warn, info, debug, trace or silent
+      --workers N|auto    serve with N processes (node:cluster); auto: one per CPU
       --check             validate the configuration (plugins included) and exit
   -h, --help              show this help
   -V, --version           print the version
 
 Prints "socksmith listening on HOST:PORT" on stdout per listener once all are bound;
-logs are JSON lines on stderr. SIGTERM/SIGINT drain open tunnels (timeouts.drain), then exit 0.
+logs are JSON lines on stderr. SIGTERM/SIGINT drain open tunnels (timeouts.drain), then exit 0
+(with workers: every worker drains, then the primary exits 0); SIGHUP reloads the config.
 Exit codes: 0 ok, 64 bad flags, 69 cannot listen, 70 runtime error, 78 bad config.
 Docs: README.md and docs/ in the package.`;
 
@@ -44,6 +48,14 @@ export function parseListen(value: string): ListenConfig {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(value) ?? /^([^:\s]+):(\d+)$/.exec(value);
   if (!m || Number(m[2]) > 65535) throw new ConfigError('--listen', `must be HOST:PORT or [IPv6]:PORT, got ${JSON.stringify(value)}`);
   return { host: m[1]!, port: Number(m[2]) };
+}
+
+/** Parse `--workers`: an integer 1–{@link MAX_WORKERS} or `auto`. */
+export function parseWorkers(value: string | undefined): number | 'auto' | undefined {
+  if (value === undefined || value === 'auto') return value;
+  const n = /^\d{1,7}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1 && n <= MAX_WORKERS)) throw new ConfigError('--workers', `must be an integer from 1 to ${MAX_WORKERS} or auto, got ${JSON.stringify(value)}`);
+  return n;
 }
 
 /** Parse argv (without node and script). Throws a ConfigError with key `--flag` on bad input. */
@@ -58,6 +70,7 @@ export function parseCliArgs(argv: readonly string[]): CliArgs {
         config: { type: 'string', short: 'c' },
         listen: { type: 'string', short: 'l', multiple: true },
         'log-level': { type: 'string' },
+        workers: { type: 'string' },
         check: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', short: 'V', default: false },
@@ -71,6 +84,7 @@ export function parseCliArgs(argv: readonly string[]): CliArgs {
     throw new ConfigError('--log-level', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
   }
   return {
+    workers: parseWorkers(values.workers),
     config: values.config,
     listen: (values.listen ?? []).map(parseListen),
     help: values.help ?? false,

@@ -1,21 +1,24 @@
 #!/usr/bin/env node
 /**
  * `socksmith` command: load the config, start the proxy, print one `listening on` line per
- * listener on stdout, drain on SIGTERM/SIGINT.
+ * listener on stdout, drain on SIGTERM/SIGINT, reload on SIGHUP. With `workers` > 1 the same
+ * entry point runs the node:cluster primary and, in each forked process, a worker
+ * (src/cluster/).
  * @packageDocumentation
  */
 import 'reflect-metadata';
+import cluster from 'node:cluster';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { loadConfigFile } from '../config/load.js';
-import { resolveConfig } from '../config/normalize.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { type SocksmithError, errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { formatHostPort } from '../protocol/address.js';
-import type { ListenerInfo } from '../kernel/context.js';
 import { SocksmithProxy } from '../proxy.js';
-import { type CliArgs, USAGE, parseCliArgs } from './args.js';
+import { type LoadedConfig, isConfigError, listenerLabel as where, loadCliConfig } from '../cluster/config.js';
+import { probeConfig, runPrimary } from '../cluster/primary.js';
+import { runWorker } from '../cluster/worker.js';
+import { USAGE, parseCliArgs } from './args.js';
 import { ExitCode } from './exit-codes.js';
 
 function version(): string {
@@ -26,20 +29,6 @@ function version(): string {
 function die(message: string, code: number): never {
   process.stderr.write(`socksmith: ${message}\n`);
   process.exit(code);
-}
-
-function isConfigError(err: unknown): boolean {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'string' && (code.startsWith('SOCKSMITH_ERR_CONFIG_') || code === 'SOCKSMITH_ERR_PLUGIN_DEPENDENCY');
-}
-
-/** Apply command-line overrides to the raw config, before validation. */
-function withOverrides(raw: unknown, args: CliArgs): unknown {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw; // validation reports it
-  const out: Record<string, unknown> = { ...(raw as Record<string, unknown>) };
-  if (args.listen.length > 0) out.listen = args.listen;
-  if (args.logLevel !== undefined) out.log = { ...(out.log as object | undefined), level: args.logLevel };
-  return out;
 }
 
 async function main(): Promise<void> {
@@ -57,10 +46,14 @@ async function main(): Promise<void> {
     process.stdout.write(`${version()}\n`);
     return;
   }
+  // A process forked by the cluster primary (workers > 1): same argv, driven over IPC.
+  if (cluster.isWorker) return runWorker(args);
+  let loaded: LoadedConfig;
   let config: ResolvedConfig;
+  let upstream = '';
   try {
-    const { raw, source } = await loadConfigFile({ file: args.config, cwd: process.cwd() });
-    config = resolveConfig(withOverrides(raw, args), source);
+    loaded = await loadCliConfig(args);
+    config = loaded.config;
     if (args.check) {
       // Build everything a start would (plugin and upstream modules loaded, options validated,
       // plugins constructed and applied), but bind nothing.
@@ -69,10 +62,13 @@ async function main(): Promise<void> {
       process.stdout.write(`socksmith: configuration ok${config.source.file ? ` (${config.source.file})` : ' (defaults)'}\n`);
       return;
     }
+    // Workers: validate everything a worker will build (plugins included) once, before forking.
+    if (config.workers > 1) upstream = await probeConfig(config);
   } catch (err) {
     if (isConfigError(err)) die(`config error: ${errorMessage(err)}`, ExitCode.CONFIG);
     throw err;
   }
+  if (config.workers > 1) return runPrimary({ args, loaded, upstream });
 
   const logger = createLogger(config.log.level);
   let proxy: SocksmithProxy;
@@ -82,7 +78,6 @@ async function main(): Promise<void> {
     if (isConfigError(err)) die(`config error: ${errorMessage(err)}`, ExitCode.CONFIG);
     throw err;
   }
-  const where = (b: ListenerInfo) => (b.path !== undefined ? `unix:${b.path}` : formatHostPort(b.host, b.port));
   // Handlers go in before the listeners bind: a supervisor may send SIGTERM the moment it reads
   // the listening line, and that must drain, not kill.
   let signals = 0;
@@ -116,8 +111,8 @@ async function main(): Promise<void> {
     reloading = reloading.then(async () => {
       try {
         const before = new Set(proxy.addresses.map(where));
-        const { raw, source } = await loadConfigFile({ file: args.config, cwd: process.cwd() });
-        const next = resolveConfig(withOverrides(raw, args), source);
+        const next = (await loadCliConfig(args)).config;
+        if (next.workers !== config.workers) logger.warn({ running: config.workers, configured: next.workers }, 'workers changed in the config: restart socksmith to apply it (this reload applies everything else)');
         const bound = await proxy.reload(next);
         logger.level = next.log.level;
         for (const b of bound) if (!before.has(where(b))) process.stdout.write(`socksmith listening on ${where(b)}\n`);

@@ -798,10 +798,12 @@ function report(samples: readonly Sample[], s: Settings, meta: Record<string, st
 // Profile mode
 
 async function runProfile(s: Settings, o: StartOptions, lg: Loadgen): Promise<void> {
-  const runs: { target: 'socksmith-on' | 'socksmith-off'; phase: 'handshake' | 'bulk-down' }[] = [
+  const runs: { target: 'socksmith-on' | 'socksmith-off' | 'node-floor'; phase: 'handshake' | 'bulk-down' }[] = [
     { target: 'socksmith-on', phase: 'handshake' },
     { target: 'socksmith-off', phase: 'handshake' },
     { target: 'socksmith-on', phase: 'bulk-down' },
+    // The Node ceiling, for comparison.
+    { target: 'node-floor', phase: 'handshake' },
   ];
   const wanted = runs.filter((r) => s.phases.includes(r.phase) && s.targets.includes(r.target));
   const dir = path.join(BUILD, `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`);

@@ -303,7 +303,7 @@ function startSocksv5(dir: string, o: StartOptions): Promise<RunningProxy> {
  */
 async function startNodeScript(name: 'socksv5' | 'node-floor', file: string, args: readonly string[], o: StartOptions): Promise<RunningProxy> {
   const script = path.join(o.root, 'dist', 'bench', file);
-  const child = spawnPinned(o.core, o.nofile, process.execPath, ['--no-deprecation', script, ...args], ['ignore', 'pipe', 'pipe']);
+  const child = spawnPinned(o.core, o.nofile, process.execPath, [...(o.nodeFlags ?? []), '--no-deprecation', script, ...args], ['ignore', 'pipe', 'pipe']);
   const p = wrap(name, child, 0, () => {});
   try {
     const port = await new Promise<number>((resolve, reject) => {

@@ -92,7 +92,8 @@ export class IsolationPlugin implements SocksmithPlugin {
   apply(kernel: Kernel): void {
     const o = this.options;
     const preferNoAuth = o.PreferSOCKSNoAuth || !o.IsolateSOCKSAuth;
-    kernel.hooks.onGreeting.tapPromise({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, async ({ firstByte, methods }) => {
+    // Synchronous decisions: sync taps cost no promise per connection.
+    kernel.hooks.onGreeting.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, ({ firstByte, methods }) => {
       if (firstByte !== 0x05 || !methods.includes(Method.USERPASS)) return undefined;
       // Tor: 02 if offered, unless 00 is offered too and no-auth is preferred.
       if (methods.includes(Method.NO_AUTH) && preferNoAuth) return { method: Method.NO_AUTH };
@@ -101,7 +102,7 @@ export class IsolationPlugin implements SocksmithPlugin {
 
     const up = kernel.config.upstream;
     const derive = o.upstreamCredentials === true || (o.upstreamCredentials === 'auto' && !(up.type === 'socks5' && (up.username !== undefined || up.password !== undefined)));
-    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, async (conn) => {
+    kernel.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, (conn) => {
       const key = this.keyFor(conn);
       conn.isolationKey = key;
       if (derive) conn.upstreamCredentials = { username: `socksmith-${key.slice(0, 16)}`, password: key.slice(16) };

@@ -35,10 +35,10 @@ const MIB = 1024 * 1024;
 // Settings
 
 /** The measurements, in the order they run within a repetition. */
-type Phase = 'bulk-down' | 'bulk-up' | 'bulk-down-8' | 'handshake' | 'idle';
+export type Phase = 'bulk-down' | 'bulk-up' | 'bulk-down-8' | 'handshake' | 'idle';
 const ALL_PHASES: readonly Phase[] = ['bulk-down', 'bulk-up', 'bulk-down-8', 'handshake', 'idle'];
 
-interface Settings {
+export interface Settings {
   readonly quick: boolean;
   readonly reps: number;
   /** Targets of the bulk and handshake phases. */
@@ -70,7 +70,7 @@ function clampInt(v: string | undefined, def: number, min: number, max: number):
   return Math.min(max, Math.max(min, n));
 }
 
-function parseSettings(argv: readonly string[]): Settings {
+export function parseSettings(argv: readonly string[]): Settings {
   const { values } = parseArgs({
     args: [...argv],
     strict: true,
@@ -153,7 +153,7 @@ const NOFILE = 20_000;
 const PROXY_CORE = 0;
 const LOAD_CORE = 1;
 
-function log(msg: string): void {
+export function log(msg: string): void {
   process.stderr.write(`bench: ${msg}\n`);
 }
 
@@ -225,7 +225,7 @@ function ensureTools(s: Settings): PeerBinaries {
 }
 
 /** Compile bench/*.c into bench/.build when the binary is missing or older than its source. */
-function buildC(): { loadgen: string; sink: string } {
+export function buildC(): { loadgen: string; sink: string } {
   fs.mkdirSync(BUILD, { recursive: true });
   const out: Record<string, string> = {};
   for (const name of ['loadgen', 'sink']) {
@@ -242,7 +242,7 @@ function buildC(): { loadgen: string; sink: string } {
 }
 
 /** The fd limit a child gets after our `ulimit -n` (the hard limit caps it). */
-function effectiveNofile(): number {
+export function effectiveNofile(): number {
   const r = spawnSync('sh', ['-c', `ulimit -n ${NOFILE} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; ulimit -n`], { encoding: 'utf8' });
   const n = Number(r.stdout.trim());
   return Number.isFinite(n) && n > 0 ? Math.min(n, NOFILE) : 1024;
@@ -254,7 +254,7 @@ function effectiveNofile(): number {
  * elsewhere rewrites dist/ meanwhile. Packages still resolve from the repository's node_modules
  * (the snapshot is inside the repository).
  */
-function snapshotDist(): string {
+export function snapshotDist(): string {
   const dir = path.join(BUILD, 'snapshot');
   fs.rmSync(dir, { recursive: true, force: true });
   for (const sub of ['src', 'plugins']) fs.cpSync(path.join(ROOT, 'dist', sub), path.join(dir, 'dist', sub), { recursive: true });
@@ -263,7 +263,7 @@ function snapshotDist(): string {
 }
 
 /** The commit socksmith was built from, and whether src/ or plugins/ differed from it. */
-function gitState(): string {
+export function gitState(): string {
   const head = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
   if (head.status !== 0) return 'not a git checkout';
   const dirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src', 'plugins'], { encoding: 'utf8' }).stdout.trim();
@@ -310,13 +310,13 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-async function launch(name: TargetName, o: StartOptions): Promise<RunningProxy | undefined> {
+export async function launch(name: TargetName, o: StartOptions): Promise<RunningProxy | undefined> {
   const p = await startTarget(name, o);
   if (p) proxies.add(p);
   return p;
 }
 
-async function shutdown(p: RunningProxy | undefined): Promise<void> {
+export async function shutdown(p: RunningProxy | undefined): Promise<void> {
   if (!p) return;
   await p.stop();
   proxies.delete(p);
@@ -325,7 +325,7 @@ async function shutdown(p: RunningProxy | undefined): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // The destination and the load generator
 
-interface Sink {
+export interface Sink {
   readonly pid: number;
   readonly port: number;
   readonly child: ChildProcess;
@@ -334,7 +334,7 @@ interface Sink {
 const DEST_ADDRS = 8;
 const SRC_ADDRS = 8;
 
-async function startSink(bin: string, maxSeconds: number, nofile: number): Promise<Sink> {
+export async function startSink(bin: string, maxSeconds: number, nofile: number): Promise<Sink> {
   const child = spawnPinned(LOAD_CORE, nofile, bin, ['--addrs', String(DEST_ADDRS), '--max-seconds', String(maxSeconds)], ['pipe', 'pipe', 'pipe']);
   started.add(child);
   const port = await new Promise<number>((resolve, reject) => {
@@ -357,7 +357,7 @@ async function startSink(bin: string, maxSeconds: number, nofile: number): Promi
   return { pid: child.pid!, port, child };
 }
 
-interface LoadgenResult {
+export interface LoadgenResult {
   readonly ok: boolean;
   readonly timeout?: boolean;
   readonly errors: number;
@@ -375,7 +375,7 @@ interface LoadgenResult {
   readonly open_seconds?: number;
 }
 
-class Loadgen {
+export class Loadgen {
   constructor(
     private readonly bin: string,
     private readonly sinkPort: number,
@@ -471,7 +471,7 @@ class Loadgen {
 // ---------------------------------------------------------------------------------------------
 // Measurements
 
-interface Sample {
+export interface Sample {
   readonly phase: Phase;
   readonly target: TargetName;
   readonly rep: number;
@@ -498,7 +498,7 @@ interface Sample {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function measureLoad(phase: Exclude<Phase, 'idle'>, target: TargetName, rep: number, proxy: RunningProxy | undefined, lg: Loadgen, sink: Sink, s: Settings, o: StartOptions): Promise<Sample> {
+export async function measureLoad(phase: Exclude<Phase, 'idle'>, target: TargetName, rep: number, proxy: RunningProxy | undefined, lg: Loadgen, sink: Sink, s: Settings, o: StartOptions): Promise<Sample> {
   let mode: string;
   let extra: string[];
   let timeoutS: number;
@@ -607,7 +607,7 @@ async function measureIdle(target: TargetName, rep: number, o: StartOptions, lg:
 // ---------------------------------------------------------------------------------------------
 // Report
 
-interface Stat {
+export interface Stat {
   readonly median: number;
   readonly min: number;
   readonly max: number;
@@ -615,7 +615,7 @@ interface Stat {
   readonly failed: number;
 }
 
-function stat(xs: readonly number[], failed: number): Stat | undefined {
+export function stat(xs: readonly number[], failed: number): Stat | undefined {
   const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   if (v.length === 0) return failed > 0 ? { median: NaN, min: NaN, max: NaN, n: 0, failed } : undefined;
   const mid = Math.floor(v.length / 2);
@@ -650,7 +650,7 @@ const FIGURES: readonly Figure[] = [
   { key: 'cpu-faults-down', title: 'proxy minor page faults per MB, 1 stream down', unit: 'faults', higherIsBetter: false, phase: 'bulk-down', pick: (s) => s.proxyFaultsPerUnit, digits: 1, diagnostic: true },
 ];
 
-function fmt(n: number, digits: number): string {
+export function fmt(n: number, digits: number): string {
   if (!Number.isFinite(n)) return '—';
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
@@ -938,7 +938,8 @@ async function main(): Promise<void> {
   if (settings.json) fs.writeFileSync(settings.json, raw);
 }
 
-main().then(
+// Only as the entry point: bench/workers.ts imports the helpers above.
+if (path.resolve(process.argv[1] ?? '') === fileURLToPath(import.meta.url)) main().then(
   () => {
     killAllSync();
     process.exit(0);

@@ -64,6 +64,8 @@ export interface StartOptions {
   readonly peers: PeerBinaries;
   /** Extra node flags for socksmith (e.g. --cpu-prof). */
   readonly nodeFlags?: readonly string[];
+  /** Extra socksmith command-line arguments (e.g. `--workers 2`, bench/workers.ts). */
+  readonly socksmithArgs?: readonly string[];
 }
 
 /** The six built-in plugins. extended-errors is off by default; "on" turns it on too. */
@@ -219,7 +221,7 @@ async function startSocksmith(name: 'socksmith-on' | 'socksmith-off' | 'socksmit
   const main = path.join(o.socksmithDir, 'dist', 'src', 'cli', 'main.js');
   // At info, the access log (one JSON line per stream on stderr) goes to /dev/null: its cost is
   // the formatting and the write, not a reader that could fall behind.
-  const child = spawnPinned(o.core, o.nofile, process.execPath, [...(o.nodeFlags ?? []), main, '--config', conf, '--listen', '127.0.0.1:0'], ['ignore', 'pipe', name === 'socksmith-info' ? 'ignore' : 'pipe']);
+  const child = spawnPinned(o.core, o.nofile, process.execPath, [...(o.nodeFlags ?? []), main, '--config', conf, '--listen', '127.0.0.1:0', ...(o.socksmithArgs ?? [])], ['ignore', 'pipe', name === 'socksmith-info' ? 'ignore' : 'pipe']);
   let port = 0;
   const proxyP = wrap(name, child, 0, () => fs.rmSync(dir, { recursive: true, force: true }));
   try {

@@ -13,7 +13,9 @@ import { formatHostPort } from '../protocol/address.js';
 
 /** Where a config came from (`ResolvedConfig.source`). */
 export interface ConfigSource {
+  /** The config file, or undefined when none was found (defaults). */
   readonly file: string | undefined;
+  /** The folder relative paths in the config are resolved against. */
   readonly dir: string;
 }
 

@@ -44,6 +44,7 @@ const DRAIN_GRACE_MS = 10_000;
 
 /** Options for {@link runPrimary}. */
 export interface PrimaryOptions {
+  /** The parsed command line (a reload re-reads the config it names, with its overrides). */
   readonly args: CliArgs;
   /** The config the CLI loaded and validated (plugins included), with `workers` > 1. */
   readonly loaded: LoadedConfig;

@@ -21,6 +21,7 @@ import type { Duplex } from 'node:stream';
 import type { SyncWaterfallHook } from 'tapable';
 import type { ConnectionContext } from './context.js';
 import type { DataInfo } from './hooks.js';
+import { noteRelayed } from './allocator.js';
 
 /** How long a side that finished reading may take to flush its writes before it is destroyed. */
 const FLUSH_LINGER_MS = 30_000;
@@ -82,6 +83,7 @@ class Relay {
     const dst = up ? this.upstream : this.client;
     if (up) o.ctx.bytesUp += chunk.length;
     else o.ctx.bytesDown += chunk.length;
+    noteRelayed(chunk.length);
     if (!dst.write(chunk)) {
       if (up) {
         if (this.upWaiting) return;

@@ -92,3 +92,28 @@ test('a download through the proxy does not fault its buffers in per chunk (glib
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the relay asks for a scavenge every RELAY_SCAVENGE_BYTES relayed, and not before', async () => {
+  const { primeAllocator, noteRelayed, RELAY_SCAVENGE_BYTES } = await import('../../src/kernel/allocator.js');
+  const { PerformanceObserver, constants } = await import('node:perf_hooks');
+  primeAllocator();
+  const minor: number[] = [];
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) minor.push(e.startTime);
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  try {
+    // Settle: let any pending observer entries arrive, then count from zero.
+    await new Promise((r) => setTimeout(r, 50));
+    minor.length = 0;
+    noteRelayed(RELAY_SCAVENGE_BYTES - 1);
+    await new Promise((r) => setTimeout(r, 50));
+    const before = minor.length;
+    noteRelayed(1); // reaches the threshold: one scavenge now
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(minor.length - before, 1, `scavenges at the threshold: ${minor.length - before}`);
+    assert.equal(before, 0, 'no scavenge requested below the threshold');
+  } finally {
+    obs.disconnect();
+  }
+});

@@ -103,9 +103,11 @@ export class IsolationPlugin implements SocksmithPlugin {
     const up = kernel.config.upstream;
     const derive = o.upstreamCredentials === true || (o.upstreamCredentials === 'auto' && !(up.type === 'socks5' && (up.username !== undefined || up.password !== undefined)));
     kernel.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, (conn) => {
-      const key = this.keyFor(conn);
-      conn.isolationKey = key;
-      if (derive) conn.upstreamCredentials = { username: `socksmith-${key.slice(0, 16)}`, password: key.slice(16) };
+      // Hashed on first read: a direct upstream to an IP address never reads it.
+      conn.deferIsolation(() => {
+        const key = this.keyFor(conn);
+        return derive ? { key, upstreamCredentials: { username: `socksmith-${key.slice(0, 16)}`, password: key.slice(16) } } : { key };
+      });
       return undefined;
     });
   }

@@ -50,6 +50,12 @@ export interface SignalSource {
   teardownSignal(): AbortSignal;
 }
 
+/** What {@link ConnectionContext.deferIsolation}'s function returns. */
+export interface DeferredIsolation {
+  readonly key: string;
+  readonly upstreamCredentials?: UpstreamCredentials;
+}
+
 /** Which front-end protocol the connection speaks. */
 export type FrontendProtocol = 'socks4' | 'socks5' | 'http-connect' | 'unknown';
 
@@ -108,9 +114,46 @@ export class ConnectionContext {
    */
   destination: SocksAddress | undefined;
   /** Isolation key (set by the `isolation` plugin); streams with different keys must not share state. */
-  isolationKey: string | undefined;
+  get isolationKey(): string | undefined {
+    if (this.deferredIsolation) this.settleIsolation();
+    return this.isolationKeyValue;
+  }
+  set isolationKey(key: string | undefined) {
+    if (this.deferredIsolation) this.settleIsolation();
+    this.isolationKeyValue = key;
+  }
   /** Credentials a `socks5` upstream should present for this stream; overrides the configured ones. */
-  upstreamCredentials: UpstreamCredentials | undefined;
+  get upstreamCredentials(): UpstreamCredentials | undefined {
+    if (this.deferredIsolation) this.settleIsolation();
+    return this.upstreamCredentialsValue;
+  }
+  set upstreamCredentials(credentials: UpstreamCredentials | undefined) {
+    if (this.deferredIsolation) this.settleIsolation();
+    this.upstreamCredentialsValue = credentials;
+  }
+  private isolationKeyValue: string | undefined;
+  private upstreamCredentialsValue: UpstreamCredentials | undefined;
+  private deferredIsolation: (() => DeferredIsolation) | undefined;
+
+  /**
+   * Set {@link isolationKey} (and, when the result carries them, {@link upstreamCredentials}) to
+   * what `compute` returns, computed on first read instead of now. The `isolation` plugin uses
+   * this: most streams (a direct upstream, an IP destination) never read the key, and hashing it
+   * for every stream showed in the handshake profile. Writing either property before it was
+   * read computes it first, so writes keep their order. `compute` must depend only on state
+   * that no longer changes (the listener, the client, its credentials, the request).
+   */
+  deferIsolation(compute: () => DeferredIsolation): void {
+    this.deferredIsolation = compute;
+  }
+
+  private settleIsolation(): void {
+    const compute = this.deferredIsolation!;
+    this.deferredIsolation = undefined;
+    const r = compute();
+    this.isolationKeyValue = r.key;
+    if (r.upstreamCredentials) this.upstreamCredentialsValue = r.upstreamCredentials;
+  }
   /**
    * Forward early client bytes to the upstream before it confirms the connection (set by the
    * `optimistic-data` plugin). When false the kernel holds them until the upstream confirms.
@@ -156,8 +199,9 @@ export class ConnectionContext {
     this.credentials = undefined;
     this.request = undefined;
     this.destination = undefined;
-    this.isolationKey = undefined;
-    this.upstreamCredentials = undefined;
+    this.isolationKeyValue = undefined;
+    this.upstreamCredentialsValue = undefined;
+    this.deferredIsolation = undefined;
     this.optimisticData = false;
     this.extendedErrors = false;
     this.reply = undefined;

@@ -392,3 +392,49 @@ describe('resolver cache partitioned by isolation key', () => {
     });
   });
 });
+
+test('ConnectionContext.deferIsolation: computed once on first read, never if unread; writes keep their order', async () => {
+  const { ConnectionContext } = await import('../../src/kernel/context.js');
+  const { createLogger } = await import('../../src/logger.js');
+  const make = () =>
+    new ConnectionContext({
+      id: 1,
+      listener: { index: 0, host: '127.0.0.1', port: 1080 },
+      clientAddress: '127.0.0.1',
+      clientPort: 50000,
+      clientFamily: 'IPv4',
+      acceptedAt: 0,
+      log: createLogger('silent'),
+      signal: new AbortController().signal,
+    });
+  let calls = 0;
+  const compute = () => {
+    calls++;
+    return { key: 'k1', upstreamCredentials: { username: 'u1', password: 'p1' } };
+  };
+
+  const unread = make();
+  unread.deferIsolation(compute);
+  assert.equal(calls, 0, 'nothing computed until someone reads it');
+
+  const read = make();
+  read.deferIsolation(compute);
+  assert.equal(read.isolationKey, 'k1');
+  assert.deepEqual(read.upstreamCredentials, { username: 'u1', password: 'p1' });
+  assert.equal(read.isolationKey, 'k1');
+  assert.equal(calls, 1, 'computed once');
+
+  // A later plugin's write wins over the deferred value, as it would have over an eager one.
+  const overwritten = make();
+  overwritten.deferIsolation(compute);
+  overwritten.upstreamCredentials = { username: 'mine', password: 'x' };
+  assert.deepEqual(overwritten.upstreamCredentials, { username: 'mine', password: 'x' });
+  assert.equal(overwritten.isolationKey, 'k1', 'the key still comes from the deferred computation');
+
+  // Without credentials in the result, upstreamCredentials stays what it was.
+  const keyOnly = make();
+  keyOnly.upstreamCredentials = { username: 'configured', password: 'y' };
+  keyOnly.deferIsolation(() => ({ key: 'k2' }));
+  assert.equal(keyOnly.isolationKey, 'k2');
+  assert.deepEqual(keyOnly.upstreamCredentials, { username: 'configured', password: 'y' });
+});

@@ -20,8 +20,11 @@
  * mark-compact of the whole heap to find what it can free, several times a second: ~20 % of the
  * proxy's CPU in a download (perf: `ConcurrentMarking`, `Sweeper`). {@link noteRelayed} asks for
  * a scavenge (a minor GC: only the young generation, well under a millisecond here) after every
- * 16 MiB relayed, which frees those buffers first, so the mark-compacts do not happen.
- * Measured: 1.57 → 0.98 core-s per GB relayed. `SOCKSMITH_RELAY_SCAVENGE=0` turns it off.
+ * 4 MiB relayed, which frees those buffers first, so the mark-compacts do not happen.
+ * Measured: 1.57 → 0.98 core-s per GB relayed. Every 16 MiB was enough in a warm process but
+ * not after V8's memory reducer had shrunk the heap of an idle one (then ~75 mark-compacts per
+ * 2 GiB again, 570–600 MB/s); every 4 MiB: none, 920–1,040 MB/s, before and after idling.
+ * `SOCKSMITH_RELAY_SCAVENGE=0` turns it off.
  * @packageDocumentation
  */
 import v8 from 'node:v8';
@@ -34,7 +37,7 @@ import vm from 'node:vm';
 export const ALLOCATOR_PRIME_BYTES = 30 * 1024 * 1024;
 
 /** Bytes relayed (all tunnels of the process) between two requested scavenges. */
-export const RELAY_SCAVENGE_BYTES = 16 * 1024 * 1024;
+export const RELAY_SCAVENGE_BYTES = 4 * 1024 * 1024;
 
 type Gc = (opts: { type: 'minor' | 'major'; execution?: 'sync' | 'async' }) => void;
 

@@ -577,16 +577,14 @@ export class Connection implements SignalSource {
       onData: tapped ? hook : undefined,
       upInfo: tapped ? this.upInfo : undefined,
       downInfo: tapped ? this.downInfo : undefined,
-      done: this.relayDone,
+      done: (err) => this.relayEnded(err),
     });
   }
 
-  /** The relay's end. One function per connection, made only when the relay starts. */
-  private get relayDone(): (err?: Error) => void {
-    return (err) => {
-      if (hasCode(err, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(err);
-      this.finish(err);
-    };
+  /** The relay is over (both sides closed, or an error). */
+  private relayEnded(err?: Error): void {
+    if (hasCode(err, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(err);
+    this.finish(err);
   }
 
   // ---------------------------------------------------------------------------------------------

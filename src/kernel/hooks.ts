@@ -205,17 +205,26 @@ function attributeErrors(hookName: string, hook: { intercept(i: object): void; r
           }
         };
       } else {
-        // tapAsync: the callback comes after the hook's arguments.
-        const call = (args: unknown[], cb: (err?: unknown, res?: unknown) => void) => {
-          const done = (err?: unknown, res?: unknown) => (err ? cb(attributed(err)) : cb(null, res));
-          try {
-            fn(...args, done);
-          } catch (err) {
-            cb(attributed(err));
-          }
-        };
+        // tapAsync: the callback comes after the hook's arguments (no argument arrays per call).
         type Cb = (err?: unknown, res?: unknown) => void;
-        tap.fn = (arity === 1 ? (a: unknown, cb: Cb) => call([a], cb) : (a: unknown, b: unknown, cb: Cb) => call([a, b], cb)) as (...args: unknown[]) => unknown;
+        const settle = (cb: Cb): Cb => (err, res) => (err ? cb(attributed(err)) : cb(null, res));
+        tap.fn = (
+          arity === 1
+            ? (a: unknown, cb: Cb) => {
+                try {
+                  fn(a, settle(cb));
+                } catch (err) {
+                  cb(attributed(err));
+                }
+              }
+            : (a: unknown, b: unknown, cb: Cb) => {
+                try {
+                  fn(a, b, settle(cb));
+                } catch (err) {
+                  cb(attributed(err));
+                }
+              }
+        ) as (...args: unknown[]) => unknown;
       }
       return tap;
     },

@@ -196,6 +196,18 @@ describe('a plugin that throws in onRequest', () => {
           return Promise.resolve(undefined);
         }),
       ),
+      plugin('callback-error', (k, n) =>
+        k.hooks.onRequest.tapAsync(n, (_conn, req, done) => {
+          if (req.destination.port === 10) return void setImmediate(() => done(new Error('callback boom')));
+          done();
+        }),
+      ),
+      plugin('callback-thrower', (k, n) =>
+        k.hooks.onRequest.tapAsync(n, (_conn, req, done) => {
+          if (req.destination.port === 11) throw new Error('callback tap threw');
+          done();
+        }),
+      ),
     );
   });
 
@@ -203,6 +215,8 @@ describe('a plugin that throws in onRequest', () => {
     [7, 'sync-thrower', 'sync boom'],
     [8, 'promise-rejecter', 'async boom'],
     [9, 'throws-before-promise', 'early boom'],
+    [10, 'callback-error', 'callback boom'],
+    [11, 'callback-thrower', 'callback tap threw'],
   ] as const) {
     test(`${name}: client gets 05 01 00 01 00000000 0000, a warn log names the plugin, the proxy serves the next connection`, async () => {
       const c = await socks5(px, connect5(port));

@@ -27,9 +27,33 @@ if (files.length === 0) {
   console.error('run-tests: no test files found under dist/test (did tsc run?)');
   process.exit(1);
 }
-const res = spawnSync(
-  process.execPath,
-  ['--test', '--test-concurrency=2', '--test-timeout=120000', ...flags, ...files],
-  { stdio: 'inherit', cwd: root, env: { ...process.env } },
-);
+const nodeArgs = ['--test', '--test-concurrency=2', '--test-timeout=120000', ...flags, ...files];
+
+// The whole suite runs in a private network namespace with only loopback (`unshare -n`, then
+// `ip link set lo up`): no test can reach an address outside this machine or query the machine's
+// own DNS resolver, whatever it does by mistake, and an address outside 127.0.0.0/8 and ::1 is
+// unroutable (connect fails at once with ENETUNREACH), which the fault tests rely on.
+// SOCKSMITH_TEST_NETNS is set inside so tests can tell; CI requires the namespace.
+function netnsAvailable() {
+  if (process.env.SOCKSMITH_TEST_NETNS === '1') return false; // already inside one
+  const probe = spawnSync('unshare', ['-n', '--', 'sh', '-c', 'ip link set lo up'], { stdio: 'ignore' });
+  return probe.status === 0;
+}
+
+let res;
+if (process.env.SOCKSMITH_TEST_NETNS === '1') {
+  res = spawnSync(process.execPath, nodeArgs, { stdio: 'inherit', cwd: root, env: process.env });
+} else if (netnsAvailable()) {
+  res = spawnSync(
+    'unshare',
+    ['-n', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, ...nodeArgs],
+    { stdio: 'inherit', cwd: root, env: { ...process.env, SOCKSMITH_TEST_NETNS: '1' } },
+  );
+} else if (process.env.CI) {
+  console.error('run-tests: CI needs a private network namespace (unshare -n and ip from iproute2, as root)');
+  process.exit(1);
+} else {
+  console.error('run-tests: warning: no private network namespace (unshare -n needs root); running on the host network');
+  res = spawnSync(process.execPath, nodeArgs, { stdio: 'inherit', cwd: root, env: process.env });
+}
 process.exit(res.status ?? 1);

@@ -7,7 +7,13 @@
  * times, per request, from the client's connect() to the first byte of the HTTP response of the
  * loopback destination (through the exit; circuits are built before timing starts and reused).
  *
- * Clients (each a raw SOCKS5 client in this process, no credentials, TCP_NODELAY):
+ * Every target rides the same Tor circuit: both socksmith instances get the same isolation secret,
+ * so they send Tor the same derived credentials, and the direct client sends Tor those too (read
+ * from Tor's STREAM event), step by step. Circuits on this tiny network differ by tens of ms (a
+ * relay's Nagle meeting the next relay's delayed ACK), which would otherwise swamp the
+ * comparison; `tor, no credentials` (its own circuit) shows that spread.
+ *
+ * Clients (each a raw SOCKS5 client in this process, TCP_NODELAY):
  * - `curl`: waits for each reply; sends `GET` after the CONNECT reply (curl --socks5-hostname).
  * - `optimistic`: greeting, then the request with `GET` right behind it (Tor Browser, hyper-util).
  *
@@ -17,7 +23,8 @@
  * shared machine hits all of them alike. Output: one JSON line per repetition and a summary with
  * median, p90 and the ratio of medians to Tor's.
  *
- * Run: `npm run bench:tor` (options: `-- --rounds 150 --reps 3`). Needs tor, tor-gencert and root
+ * Run: `npm run bench:tor` (options: `-- --rounds 150 --reps 3`; `--tor c1` for the client with
+ * `ConfluxEnabled 0`; `--dest onion` for the onion service instead of the exit). Needs tor, tor-gencert and root
  * for `unshare -n` (the script re-runs itself inside a fresh network namespace).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -28,6 +35,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { TorControl } from '../test/tor/control.js';
 import { startTorNetwork, torUnavailable, type TorNetwork } from '../test/tor/fixture.js';
 
 const { values } = parseArgs({
@@ -35,10 +43,14 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '150' },
     reps: { type: 'string', default: '3' },
     'readme-pipelining': { type: 'string' },
+    tor: { type: 'string', default: 'c0' },
+    dest: { type: 'string', default: 'exit' },
   },
 });
 const ROUNDS = Math.min(2000, Math.max(10, Number(values.rounds)));
 const REPS = Math.min(20, Math.max(1, Number(values.reps)));
+const CLIENT = values.tor === 'c1' ? 'c1' : 'c0';
+const DEST = values.dest === 'onion' ? 'onion' : 'exit';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'dist/src/cli/main.js');
 
@@ -72,7 +84,10 @@ async function startSocksmith(dir: string, name: string, torPort: number, pipeli
   const file = path.join(dir, `${name}.json`);
   const upstream: Record<string, unknown> = { type: 'socks5', host: '127.0.0.1', port: torPort };
   if (pipelining !== undefined) upstream.pipelining = pipelining;
-  fs.writeFileSync(file, JSON.stringify({ listen: [{ host: '127.0.0.1', port: 0 }], upstream, plugins: { 'extended-errors': true }, log: { level: 'warn' } }));
+  // The README's config; one fixed isolation secret so that both instances derive the same upstream
+  // credentials and every target rides the same Tor circuit.
+  const plugins = { 'extended-errors': true, isolation: { secret: 'bench-tor-latency-one-circuit' } };
+  fs.writeFileSync(file, JSON.stringify({ listen: [{ host: '127.0.0.1', port: 0 }], upstream, plugins, log: { level: 'warn' } }));
   const child = spawn(process.execPath, [CLI, '-c', file], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   const port = await new Promise<number>((resolve, reject) => {
@@ -101,7 +116,7 @@ async function startSocksmith(dir: string, name: string, torPort: number, pipeli
 type ClientKind = 'curl' | 'optimistic';
 
 /** One request; resolves with ms from connect() to the first response byte. */
-function ttfb(socksPort: number, host: string, port: number, kind: ClientKind): Promise<number> {
+function ttfb(socksPort: number, host: string, port: number, kind: ClientKind, creds?: { user: string; pass: string }): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const s = net.connect({ host: '127.0.0.1', port: socksPort, noDelay: true });
@@ -118,10 +133,17 @@ function ttfb(socksPort: number, host: string, port: number, kind: ClientKind): 
     };
     s.on('error', fail);
     s.on('close', () => fail(new Error(`closed at stage ${stage}`)));
-    s.on('connect', () => s.write(Buffer.from([5, 1, 0])));
+    s.on('connect', () => s.write(Buffer.from(creds ? [5, 1, 2] : [5, 1, 0])));
     s.on('data', (c: Buffer) => {
       buf = Buffer.concat([buf, c]);
-      if (stage === 0 && buf.length >= 2) {
+      if (stage === 0 && buf.length >= 2 && creds) {
+        buf = buf.subarray(2);
+        stage = -1;
+        const u = Buffer.from(creds.user);
+        const p = Buffer.from(creds.pass);
+        s.write(Buffer.concat([Buffer.from([1, u.length]), u, Buffer.from([p.length]), p]));
+      }
+      if ((stage === 0 || stage === -1) && buf.length >= 2) {
         buf = buf.subarray(2);
         stage = 1;
         s.write(kind === 'optimistic' ? Buffer.concat([request, get]) : request);
@@ -159,28 +181,38 @@ async function main(): Promise<void> {
   try {
     tor = await startTorNetwork();
     console.error(`network ready in ${tor.readySeconds.toFixed(1)} s`);
-    const readme = await startSocksmith(tmp, 'readme', tor.socksPort, pipeReadme);
-    const other = await startSocksmith(tmp, 'other', tor.socksPort, !pipeReadme);
+    const torPort = CLIENT === 'c1' ? tor.socksPortNoConflux : tor.socksPort;
+    const readme = await startSocksmith(tmp, 'readme', torPort, pipeReadme);
+    const other = await startSocksmith(tmp, 'other', torPort, !pipeReadme);
     clis.push(readme, other);
-    const targets: Array<[string, number]> = [
-      ['tor', tor.socksPort],
+    // socksmith's upstream credentials (from Tor's STREAM event), for the direct client.
+    const ctl = await TorControl.connect(CLIENT === 'c1' ? tor.controlPortNoConflux : tor.controlPort, tor.cookie(CLIENT));
+    await ctl.command('SETEVENTS STREAM');
+    await ttfb(readme.port, 'bench.tornet.test', tor.http.port, 'curl');
+    const ev = await ctl.waitStream((e) => e.fields.SOCKS_USERNAME !== undefined, 'socksmith stream with credentials');
+    ctl.close();
+    const creds = { user: ev.fields.SOCKS_USERNAME!, pass: ev.fields.SOCKS_PASSWORD! };
+    const targets: Array<[string, number, { user: string; pass: string }?]> = [
+      ['tor', torPort, creds],
+      ['tor, no credentials (own circuit)', torPort],
       [`socksmith readme (pipelining ${pipeReadme})`, readme.port],
       [`socksmith pipelining ${!pipeReadme}`, other.port],
     ];
     const kinds: ClientKind[] = ['curl', 'optimistic'];
-    const host = 'bench.tornet.test';
+    const [host, destPort] = DEST === 'onion' ? [tor.onion, 80] : ['bench.tornet.test', tor.http.port];
+    console.error(`client ${CLIENT}${CLIENT === 'c1' ? ' (ConfluxEnabled 0)' : ''}, destination ${host}:${destPort}`);
     // Warm up: circuits built, JIT warm.
-    for (let i = 0; i < 10; i++) for (const [, p] of targets) for (const k of kinds) await ttfb(p, host, tor.http.port, k);
+    for (let i = 0; i < 10; i++) for (const [, p, c] of targets) for (const k of kinds) await ttfb(p, host, destPort, k, c);
     const summary: Record<string, { medians: number[]; p90s: number[] }> = {};
     for (let rep = 1; rep <= REPS; rep++) {
       const samples: Record<string, number[]> = {};
       for (let round = 0; round < ROUNDS; round++) {
-        const order = targets.flatMap(([n, p]) => kinds.map((k) => [`${k} → ${n}`, p, k] as const));
+        const order = targets.flatMap(([n, p, c]) => kinds.map((k) => [`${k} → ${n}`, p, k, c] as const));
         for (let i = order.length - 1; i > 0; i--) {
           const j = Math.floor(Math.random() * (i + 1));
           [order[i], order[j]] = [order[j]!, order[i]!];
         }
-        for (const [label, p, k] of order) (samples[label] ??= []).push(await ttfb(p, host, tor.http.port, k));
+        for (const [label, p, k, c] of order) (samples[label] ??= []).push(await ttfb(p, host, destPort, k, c));
       }
       const line: Record<string, unknown> = { rep, rounds: ROUNDS };
       for (const [label, xs] of Object.entries(samples)) {
@@ -191,14 +223,14 @@ async function main(): Promise<void> {
       }
       console.log(JSON.stringify(line));
     }
-    console.log(`\nTTFB in ms, ${REPS} repetitions x ${ROUNDS} requests per (client, target); median and p90 as min-max over repetitions`);
+    console.log(`\nclient ${CLIENT}, destination ${DEST}; TTFB in ms, ${REPS} repetitions x ${ROUNDS} requests per (client, target); median and p90 as min-max over repetitions`);
     for (const k of kinds) {
       const base = summary[`${k} → tor`]!;
       for (const [n] of targets) {
         const s = summary[`${k} → ${n}`]!;
         const ratios = s.medians.map((m, i) => m / base.medians[i]!);
         const range = (xs: number[]) => `${r2(Math.min(...xs))}-${r2(Math.max(...xs))}`;
-        console.log(`${k.padEnd(10)} ${n.padEnd(34)} median ${range(s.medians).padEnd(12)} p90 ${range(s.p90s).padEnd(12)} median/tor ${range(ratios)}`);
+        console.log(`${k.padEnd(10)} ${n.padEnd(36)} median ${range(s.medians).padEnd(12)} p90 ${range(s.p90s).padEnd(12)} median/tor ${range(ratios)}`);
       }
     }
   } finally {

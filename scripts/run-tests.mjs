@@ -27,7 +27,7 @@ if (files.length === 0) {
   console.error('run-tests: no test files found under dist/test (did tsc run?)');
   process.exit(1);
 }
-const nodeArgs = ['--test', '--test-concurrency=2', '--test-timeout=120000', ...flags, ...files];
+const nodeArgs = ['--test', '--test-concurrency=2', '--test-timeout=300000', ...flags, ...files];
 
 // The whole suite runs in a private network namespace with only loopback (`unshare -n`, then
 // `ip link set lo up`): no test can reach an address outside this machine or query the machine's

@@ -12,6 +12,8 @@
  *
  * - client `c0`: SocksPort with `ExtendedErrors`, ControlPort; Tor 0.4.9's defaults otherwise
  *   (conflux on). This is the Tor socksmith is measured and checked against.
+ *   `SocksTimeout 15` (120 s by default): a CONNECT to an onion service that just went away can
+ *   hang that long before Tor answers 06.
  * - client `c1`: the same with `ConfluxEnabled 0`, so that optimistic data is sent to the exit
  *   before CONNECTED (with conflux, 0.4.9 holds it until CONNECTED).
  * - onion service `h0`: port 80 → the loopback HTTP server; its ControlPort can add and remove
@@ -469,6 +471,7 @@ ServerDNSAllowNonRFC953Hostnames 1
 ControlPort ${IP}:${ports.control[n]}
 CookieAuthentication 1
 Log info file ${dir}/${n}/info.log
+SocksTimeout 15
 ${n === 'c1' ? 'ConfluxEnabled 0\n' : ''}`,
       );
     }

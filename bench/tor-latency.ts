@@ -203,7 +203,7 @@ async function main(): Promise<void> {
     console.error(`client ${CLIENT}${CLIENT === 'c1' ? ' (ConfluxEnabled 0)' : ''}, destination ${host}:${destPort}`);
     // Warm up: circuits built, JIT warm.
     for (let i = 0; i < 10; i++) for (const [, p, c] of targets) for (const k of kinds) await ttfb(p, host, destPort, k, c);
-    const summary: Record<string, { medians: number[]; p90s: number[] }> = {};
+    const summary: Record<string, { medians: number[]; p90s: number[]; slow: number[] }> = {};
     for (let rep = 1; rep <= REPS; rep++) {
       const samples: Record<string, number[]> = {};
       for (let round = 0; round < ROUNDS; round++) {
@@ -216,21 +216,24 @@ async function main(): Promise<void> {
       }
       const line: Record<string, unknown> = { rep, rounds: ROUNDS };
       for (const [label, xs] of Object.entries(samples)) {
-        line[label] = { median: r2(pct(xs, 0.5)), p90: r2(pct(xs, 0.9)) };
-        const s = (summary[label] ??= { medians: [], p90s: [] });
+        // Share of requests that waited for a delayed ACK somewhere (≥ 30 ms; the rest take 5-25 ms).
+        const slow = Math.round((100 * xs.filter((x) => x >= 30).length) / xs.length);
+        line[label] = { median: r2(pct(xs, 0.5)), p90: r2(pct(xs, 0.9)), slowPct: slow };
+        const s = (summary[label] ??= { medians: [], p90s: [], slow: [] });
         s.medians.push(pct(xs, 0.5));
         s.p90s.push(pct(xs, 0.9));
+        s.slow.push(slow);
       }
       console.log(JSON.stringify(line));
     }
-    console.log(`\nclient ${CLIENT}, destination ${DEST}; TTFB in ms, ${REPS} repetitions x ${ROUNDS} requests per (client, target); median and p90 as min-max over repetitions`);
+    console.log(`\nclient ${CLIENT}, destination ${DEST}; TTFB in ms, ${REPS} repetitions x ${ROUNDS} requests per (client, target); median, p90 and the share of requests ≥ 30 ms as min-max over repetitions`);
     for (const k of kinds) {
       const base = summary[`${k} → tor`]!;
       for (const [n] of targets) {
         const s = summary[`${k} → ${n}`]!;
         const ratios = s.medians.map((m, i) => m / base.medians[i]!);
         const range = (xs: number[]) => `${r2(Math.min(...xs))}-${r2(Math.max(...xs))}`;
-        console.log(`${k.padEnd(10)} ${n.padEnd(36)} median ${range(s.medians).padEnd(12)} p90 ${range(s.p90s).padEnd(12)} median/tor ${range(ratios)}`);
+        console.log(`${k.padEnd(10)} ${n.padEnd(36)} median ${range(s.medians).padEnd(12)} p90 ${range(s.p90s).padEnd(12)} ≥30ms ${range(s.slow).padEnd(6)}% median/tor ${range(ratios)}`);
       }
     }
   } finally {

@@ -13,7 +13,7 @@
  *   ACK (`npm run bench:tor`, docs/performance.md).
  * - Optimistic data (`options.early`) with `pipelining: true`: the early bytes go out in the same
  *   write as the request, before the reply (C Tor keeps them; Tor 0.4.9 with conflux forwards them
- *   to the exit only after CONNECTED, without conflux and to onion services at once). Without
+ *   to the exit only after CONNECTED, with `ConfluxEnabled 0` at once). Without
  *   `pipelining` (the default) they follow the success reply: microsocks drops bytes that share
  *   a read with the request, and Arti refuses them (TROVE-2024-010).
  * @packageDocumentation

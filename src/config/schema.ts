@@ -132,7 +132,7 @@ export const ConfigSchema = obj(
     allowOpenProxy: Type.Optional(
       Type.Boolean({
         description:
-          'Allow listening on a non-loopback address with no plugin that keeps unknown clients out (auth, or a policy client ACL). Without it socksmith refuses to start an open proxy. Default false.',
+          'Allow listening on a non-loopback address with no plugin that keeps unknown clients out (auth, or a policy client ACL admitting only loopback and private networks). Without it socksmith refuses to start an open proxy. Default false.',
       }),
     ),
     resolver: Type.Optional(ResolverSchema),

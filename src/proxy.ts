@@ -333,7 +333,9 @@ export class SocksmithProxy {
     const peer = socket.remoteAddress ?? '';
     const family = net.isIPv6(peer) ? 'ipv6' : 'ipv4';
     if (!trusted.check(peer, family)) {
-      this.logger.warn({ peer }, 'PROXY protocol listener: connection from an untrusted address, closed');
+      // Batched like the connection-limit refusals: a flood from an untrusted peer is one warn
+      // line a second, with the count and the latest peer.
+      this.current.kernel.noteRefusal('PROXY protocol listener: connections from an untrusted address closed', { peer });
       socket.destroy();
       return;
     }

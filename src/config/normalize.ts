@@ -89,7 +89,7 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
     upstream: normalizeUpstream(input.upstream, source.dir),
     plugins: normalizePlugins(input.plugins, source.dir),
     timeouts: { ...DEFAULTS.timeouts, ...input.timeouts },
-    limits: { ...DEFAULTS.limits, ...input.limits },
+    limits: { ...DEFAULTS.limits, ...input.limits, perClientCountsLoopback: input.limits?.maxConnectionsPerClient !== undefined },
     log: { level: input.log?.level ?? DEFAULTS.log.level, safeLogging: input.log?.safeLogging ?? false },
     metrics: input.metrics,
     workers: resolveWorkers(input.workers),

@@ -163,10 +163,10 @@ export const ConfigSchema = obj(
       obj(
         {
           maxConnections: Type.Optional(
-            Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Most client connections open at once over all listeners; more are closed at accept, without a byte. Default 10000 (each tunnel holds two file descriptors).' }),
+            Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Most client connections open at once over all listeners; one more first closes the oldest connection still in its handshake, else it is closed at accept, without a byte. Default 10000 (each tunnel holds two file descriptors).' }),
           ),
           maxConnectionsPerClient: Type.Optional(
-            Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'Most connections open at once from one client IP address; more are closed at accept. 0 = no limit. Default 1024.' }),
+            Type.Integer({ minimum: 0, maximum: 1_000_000, description: "Most connections open at once from one client IP address; one more first closes that address's oldest connection still in its handshake, else it is closed at accept. 0 = no limit. Default 1024, not counting loopback clients (127.0.0.0/8, ::1) unless this key is set." }),
           ),
           handshakeBuffer: Type.Optional(
             Type.Integer({ minimum: 520, maximum: 65536, description: "Bytes buffered before the handshake completes; above it the client is paused until the handshake catches up (Tor's window is 512). Default 1024." }),

@@ -52,6 +52,12 @@ export interface ResolvedConfig {
   readonly limits: {
     readonly maxConnections: number;
     readonly maxConnectionsPerClient: number;
+    /**
+     * Whether `maxConnectionsPerClient` counts loopback clients (127.0.0.0/8, ::1) too: true when
+     * the config sets `limits.maxConnectionsPerClient`, false with the default (every local
+     * program is one loopback client).
+     */
+    readonly perClientCountsLoopback: boolean;
     readonly handshakeBuffer: number;
     readonly earlyData: number;
   };

@@ -235,7 +235,7 @@ describe('resolveConfig defaults and freezing', () => {
         { name: 'optimistic-data', builtin: true, options: {} },
       ],
       timeouts: { handshake: 30000, connect: 30000, idle: 0, drain: 10000, pluginStart: 10000 },
-      limits: { maxConnections: 10000, maxConnectionsPerClient: 1024, handshakeBuffer: 1024, earlyData: 65536 },
+      limits: { maxConnections: 10000, maxConnectionsPerClient: 1024, handshakeBuffer: 1024, earlyData: 65536, perClientCountsLoopback: false },
       log: { level: 'info', safeLogging: false },
       workers: 1,
       source: { dir: '/tmp' },

@@ -59,6 +59,14 @@ export const ResolverSchema = obj(
     maxPending: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 100000, description: 'Most lookups in flight at once (distinct names; identical ones share one query). More fail at once with REP 01. Default 256.' }),
     ),
+    maxPendingPerClient: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100000,
+        description:
+          "Most of those lookups one client address may have in flight at once; more of its lookups fail at once with REP 01 (RESOLVE: 04), while other clients' still run. Default: a quarter of maxPending (64), at least 1.",
+      }),
+    ),
     cache: Type.Optional(
       obj(
         {

@@ -24,6 +24,8 @@ export interface ResolvedResolverConfig {
   readonly timeout: number;
   readonly tries: number;
   readonly maxPending: number;
+  /** Most of `maxPending` one client address may hold (default: a quarter of `maxPending`, at least 1). */
+  readonly maxPendingPerClient: number;
   readonly cache: {
     readonly maxEntries: number;
     readonly maxTtl: number;

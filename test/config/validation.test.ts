@@ -225,7 +225,7 @@ describe('resolveConfig defaults and freezing', () => {
     assert.deepEqual(JSON.parse(JSON.stringify(c)), {
       listen: [{ host: '127.0.0.1', port: 1080 }],
       allowOpenProxy: false,
-      resolver: { timeout: 5000, tries: 2, maxPending: 256, cache: { maxEntries: 10000, maxTtl: 3600, systemTtl: 30, negativeTtl: 5 } },
+      resolver: { timeout: 5000, tries: 2, maxPending: 256, maxPendingPerClient: 64, cache: { maxEntries: 10000, maxTtl: 3600, systemTtl: 30, negativeTtl: 5 } },
       upstream: { type: 'direct' },
       plugins: [
         { name: 'isolation', builtin: true, options: {} },

@@ -1,5 +1,7 @@
 /**
- * Connection budgets under pressure (issue #10 items 8 and 13): the default per-client cap leaves
+ * Budgets per client under pressure (issue #10 items 7, 8 and 13): each client address has a
+ * share of `resolver.maxPending` (a client with lookups stuck at a silent DNS server leaves room
+ * for the others); the default per-client connection cap leaves
  * loopback clients alone (every local program is one loopback client) but still caps a public
  * address; over a limit the oldest connection still in its handshake is closed to make room
  * (never an established tunnel); refusals on a PROXY-protocol listener are logged in batches.
@@ -8,6 +10,7 @@
  */
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
@@ -16,6 +19,7 @@ import { resolveConfig } from '../../src/config/normalize.js';
 import { hex } from '../helpers/hex.js';
 import { RawClient, startEchoServer, type TestServer } from '../helpers/net.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
+import { startDnsServer } from '../plugins/helpers/dns-server.js';
 import { connectClient, req5, waitFor } from '../plugins/helpers/socks.js';
 
 let echo: TestServer;
@@ -183,5 +187,80 @@ test('2,000 connections from an untrusted peer on a PROXY-protocol listener: a f
     assert.ok(lines.every((l) => l.level === 'warn' && l.peer === '127.0.0.1'));
   } finally {
     await px.close();
+  }
+});
+
+/** The query name of a DNS message (labels after the 12-byte header), lowercase. */
+function qname(msg: Buffer): string {
+  const labels: string[] = [];
+  let i = 12;
+  for (let n = 0; n < 128 && i < msg.length && msg[i]! > 0; n++) {
+    labels.push(msg.subarray(i + 1, i + 1 + msg[i]!).toString('latin1'));
+    i += 1 + msg[i]!;
+  }
+  return labels.join('.').toLowerCase();
+}
+
+test('resolver.maxPending is shared per client: 300 lookups from 127.0.0.2 stuck at a DNS server that never answers hold 64 (the default quarter), the rest get REP 04 at once, and a RESOLVE from 127.0.0.3 is answered', async () => {
+  // The answering server: a real DNS server (dns2) on loopback.
+  const answering = await startDnsServer();
+  answering.setA('honest.test', ['192.0.2.10']);
+  // The server the proxy asks: never answers names under flood.test, passes the rest to the
+  // answering one (UDP, as the resolver asks first).
+  const front = dgram.createSocket('udp4');
+  front.on('error', () => {});
+  front.bind(0, '127.0.0.1');
+  await once(front, 'listening');
+  const silentFor = new Set<string>();
+  const relays = new Set<dgram.Socket>();
+  front.on('message', (msg, rinfo) => {
+    const name = qname(msg);
+    if (name.endsWith('.flood.test')) {
+      silentFor.add(name);
+      return;
+    }
+    const relay = dgram.createSocket('udp4');
+    relays.add(relay);
+    relay.on('error', () => {});
+    relay.once('message', (answer) => {
+      front.send(answer, rinfo.port, rinfo.address);
+      relay.close();
+      relays.delete(relay);
+    });
+    relay.send(msg, answering.port, '127.0.0.1');
+  });
+  const frontPort = (front.address() as net.AddressInfo).port;
+  const px = await startProxy({
+    resolver: { servers: [`127.0.0.1:${frontPort}`], timeout: 5000, tries: 1 },
+    plugins: { resolve: true },
+  });
+  const clients: RawClient[] = [];
+  const resolve5 = (name: string) => Buffer.concat([hex('05 01 00'), req5(0xf0, name, 0, true)]);
+  try {
+    const answers: number[] = [];
+    await inBatches(300, 100, async (i) => {
+      const c = await connectClient(px.port, { localAddress: '127.0.0.2' });
+      clients.push(c);
+      c.write(resolve5(`n${i}.flood.test`));
+      void c.read(4, 30000).then(
+        (r) => answers.push(r[3]!),
+        () => {},
+      );
+    });
+    // Every flood lookup is either pending at the silent server or already answered.
+    await waitFor(() => answers.length + silentFor.size === 300, 'the flood to settle', 10000);
+    const honest = await connectClient(px.port, { localAddress: '127.0.0.3' });
+    clients.push(honest);
+    honest.write(resolve5('honest.test'));
+    assert.deepEqual(await honest.read(12, 5000), hex('05 00 05 00 00 01 c000020a 0000'), "another client's RESOLVE is answered");
+    assert.equal(silentFor.size, 64, 'the flood never got more than its share (a quarter of 256) to the DNS server');
+    assert.equal(answers.length, 300 - 64);
+    assert.ok(answers.every((rep) => rep === 0x04), 'the lookups over the share get REP 04 (host unreachable), at once');
+  } finally {
+    for (const c of clients) c.destroy();
+    await px.close();
+    for (const r of relays) r.close();
+    front.close();
+    await answering.close();
   }
 });

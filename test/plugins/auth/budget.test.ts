@@ -107,9 +107,10 @@ describe('scrypt turns are shared per client address', () => {
       const floodAnswered = answered;
       honest.destroy();
       // Two turns were running when it arrived; then each of the 3 flooding addresses gets one
-      // turn per round before alice's address comes up (plus what the other slot finishes
-      // meanwhile), and alice's own hashing. In one queue it would wait for all ~120.
-      assert.ok(hashed <= 2 + 3 * 2 + 1, `hashings started between the honest login and its answer: ${hashed}`);
+      // turn before alice's address comes up, then alice's own hashing: 6 in all (what an idle
+      // machine shows). The bound leaves room for the turns the other slot starts while the
+      // connection is set up and the answer travels back. In one queue it would be ~120.
+      assert.ok(hashed <= 2 + 3 * 3 + 1, `hashings started between the honest login and its answer: ${hashed}`);
       assert.ok(floodAnswered < 120 - 20, `the flood had not drained (${floodAnswered} of 120 answered)`);
     } finally {
       for (const c of flood) c.destroy();

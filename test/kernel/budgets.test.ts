@@ -231,7 +231,7 @@ test('resolver.maxPending is shared per client: 300 lookups from 127.0.0.2 stuck
   });
   const frontPort = (front.address() as net.AddressInfo).port;
   const px = await startProxy({
-    resolver: { servers: [`127.0.0.1:${frontPort}`], timeout: 5000, tries: 1 },
+    resolver: { servers: [`127.0.0.1:${frontPort}`], timeout: 8000, tries: 1 }, // the flood stays pending while the test runs
     plugins: { resolve: true },
   });
   const clients: RawClient[] = [];

@@ -113,7 +113,7 @@ async function buildGeneration(config: ResolvedConfig, logger: Logger): Promise<
 
 const closedGenerations = new WeakSet<Generation>();
 
-/** Close a generation's plugins and upstream (after its connections are gone). Once per generation. */
+/** Close a generation's plugins, upstream and resolver (after its connections are gone). Once per generation. */
 async function closeGeneration(g: Generation, logger: Logger): Promise<void> {
   if (closedGenerations.has(g)) return;
   closedGenerations.add(g);
@@ -122,6 +122,11 @@ async function closeGeneration(g: Generation, logger: Logger): Promise<void> {
     await g.kernel.upstream.close?.();
   } catch (err) {
     logger.warn({ err: errorMessage(err) }, 'upstream close failed');
+  }
+  try {
+    await g.kernel.resolver.close?.(); // pending lookups end now, not at their DNS timeout
+  } catch (err) {
+    logger.warn({ err: errorMessage(err) }, 'resolver close failed');
   }
 }
 

@@ -8,8 +8,8 @@
  * - HTTP CONNECT (http-detect tunnel mode): `Proxy-Authorization: Basic base64(user:pass)`.
  * - A stream that reaches `onRequest` without this plugin's acceptance is refused with REP 02.
  *
- * Verifications take turns per client address (round-robin, at most 64 waiting per address), and
- * an unknown username is hashed at the cost most users have.
+ * Verifications take turns per client address (round-robin, at most 64 waiting per address; an
+ * IPv6 client counts by its /64), and an unknown username is hashed at the cost most users have.
  *
  * The users file is watched and reloaded on change; a file that fails to parse keeps the users
  * already loaded, and one with no users replacing one with users is installed only if it stays
@@ -24,6 +24,7 @@ import { inject, injectable } from 'tsyringe';
 import type { ResolvedConfig } from '../../src/config/types.js';
 import { Tokens } from '../../src/di/tokens.js';
 import { ConfigError, errorMessage } from '../../src/errors.js';
+import { clientKey } from '../../src/kernel/client-key.js';
 import type { ConnectionContext, Credentials } from '../../src/kernel/context.js';
 import type { Kernel } from '../../src/kernel/kernel.js';
 import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
@@ -292,7 +293,8 @@ export class AuthPlugin implements SocksmithPlugin {
 
   /** One scrypt verification, in turn with the others (round-robin over client addresses). */
   private async verify(conn: ConnectionContext, table: UsersTable, source: Credentials['source'], username: Buffer, password: Buffer): Promise<boolean> {
-    const user = await this.queue.run(conn.clientAddress, conn.signal, () => verifyUser(table, username, password));
+    // By clientKey(): an IPv6 client takes its turns (and has its cap) by its /64.
+    const user = await this.queue.run(clientKey(conn.clientAddress), conn.signal, () => verifyUser(table, username, password));
     if (user === OVER_CAP) {
       conn.log.info({ client: conn.clientAddress, source, max: MAX_LOGINS_PER_CLIENT }, 'auth: too many logins waiting from this address; refused without hashing');
       return false;

@@ -350,7 +350,9 @@ export class SocksmithProxy {
         this.current.kernel.accept(socket, info, client ? { address: client.address, port: client.port, family: client.family, initial: rest } : { initial: rest });
       },
       (err: unknown) => {
-        this.logger.warn({ peer, err: errorMessage(err) }, 'PROXY protocol header missing or invalid, closed');
+        // Batched too: a trusted balancer (or a peer behind it sending garbage) can open
+        // connections without a valid header as fast as an untrusted peer can.
+        this.current.kernel.noteRefusal('PROXY protocol header missing or invalid, closed', { peer, err: errorMessage(err) });
         socket.destroy();
       },
     );

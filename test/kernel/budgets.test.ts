@@ -1,10 +1,11 @@
 /**
  * Budgets per client under pressure (issue #10 items 7, 8 and 13): each client address has a
- * share of `resolver.maxPending` (a client with lookups stuck at a silent DNS server leaves room
- * for the others); the default per-client connection cap leaves
+ * share of `resolver.maxPending`, reverse lookups included (a client with lookups stuck at a
+ * silent DNS server leaves room for the others); the default per-client connection cap leaves
  * loopback clients alone (every local program is one loopback client) but still caps a public
  * address; over a limit the oldest connection still in its handshake is closed to make room
- * (never an established tunnel); refusals on a PROXY-protocol listener are logged in batches.
+ * (never an established tunnel); closes on a PROXY-protocol listener (an untrusted peer, or no
+ * valid header from a trusted one) are logged in batches.
  * Source addresses 127.0.0.2… are bound on loopback; a public client address comes in a PROXY
  * header.
  */
@@ -312,5 +313,29 @@ test('reverse lookups (RESOLVE_PTR) count in the same budgets: 40 RESOLVE + 30 R
     await px.close();
     front.close();
     await answering.close();
+  }
+});
+
+test('300 connections from a TRUSTED balancer without a valid PROXY header: a few batched warn lines that count them all, not 300', async () => {
+  const px = await startProxy({ listen: [{ host: '127.0.0.1', port: 0, proxyProtocol: { trusted: ['127.0.0.0/8'] } }] });
+  const MSG = 'PROXY protocol header missing or invalid, closed';
+  try {
+    const t0 = Date.now();
+    await inBatches(300, 100, async (i) => {
+      const s = net.connect({ port: px.port, host: '127.0.0.1' });
+      s.on('error', () => {});
+      await once(s, 'connect');
+      // Half of them send a SOCKS greeting instead of a header, the others close before one.
+      if (i % 2 === 0) s.write(hex('05 01 00'));
+      else s.end();
+      await once(s, 'close');
+    });
+    const total = () => px.logs.filter((l) => l.msg === MSG).reduce((n, l) => n + Number(l.refused), 0);
+    await waitFor(() => total() === 300, 'every connection to be counted in a log line', 5000);
+    const lines = px.logs.filter((l) => l.msg === MSG);
+    assert.ok(lines.length <= 2 + Math.ceil((Date.now() - t0) / 1000), `${lines.length} lines`);
+    assert.ok(lines.every((l) => l.level === 'warn' && l.peer === '127.0.0.1' && typeof l.err === 'string'));
+  } finally {
+    await px.close();
   }
 });

@@ -2,9 +2,10 @@
  * `auth` under adversarial load (issue #10): the scrypt turns are shared round-robin between
  * client addresses with a cap per address (a login flood from some addresses cannot starve an
  * honest login from another; a waiting login whose client went away frees its place at once);
- * an unknown username is hashed at the cost most users have (not the first line's); a users file that is truncated while being rewritten does not lock everyone
- * out. Behaviour is asserted through the scrypt counter, reply bytes and log lines, never through
- * elapsed time. Source addresses 127.0.0.2… are bound on loopback.
+ * an unknown username is hashed at the cost most users have (not the first line's); a users
+ * file that is truncated while being rewritten does not lock everyone out. Behaviour is asserted
+ * through the scrypt counter, reply bytes and log lines, never through elapsed time. Source
+ * addresses 127.0.0.2… are bound on loopback.
  */
 import 'reflect-metadata';
 import assert from 'node:assert/strict';

@@ -18,6 +18,7 @@ import { Connection } from './connection.js';
 import type { ConnectionContext, ListenerInfo } from './context.js';
 import { type Hooks, isTapped } from './hooks.js';
 import { channels } from './diagnostics.js';
+import { discard } from './socket-owner.js';
 
 /** The kernel every plugin taps into. */
 @injectable()
@@ -75,8 +76,7 @@ export class Kernel {
     const perClientLimited = limits.maxConnectionsPerClient > 0 && address !== '' && fromClient >= limits.maxConnectionsPerClient;
     if (this.live.size >= limits.maxConnections || perClientLimited) {
       // Over a limit: close at once, without a byte, and say so in the log (at most once a second).
-      socket.on('error', () => {});
-      socket.destroy();
+      discard(socket);
       const reason = this.live.size >= limits.maxConnections ? 'limits.maxConnections' : 'limits.maxConnectionsPerClient';
       this.noteRefusal(reason);
       if (channels.refused.hasSubscribers) channels.refused.publish({ reason, clientAddress: address });
@@ -110,8 +110,7 @@ export class Kernel {
       if (verdict === false) {
         conn.ctx.log.debug({ client: conn.ctx.clientAddress }, 'connection refused on accept');
         if (channels.refused.hasSubscribers) channels.refused.publish({ reason: 'onAccept', clientAddress: address });
-        socket.on('error', () => {});
-        socket.destroy();
+        discard(socket);
         return;
       }
     }
@@ -148,13 +147,14 @@ export class Kernel {
     else this.perClient.set(a, n);
   }
 
-  /** Tear down every open connection now. */
+  /** Tear down every open connection now; tunnels are reset on both sides ({@link Connection.cut}). */
   closeAll(): void {
-    for (const c of [...this.live]) c.finish();
+    for (const c of [...this.live]) c.cut();
   }
 
   /**
-   * Wait up to `ms` for open connections to finish on their own, then tear down the rest.
+   * Wait up to `ms` for open connections to finish on their own, then tear down the rest
+   * (tunnels with a reset on both sides).
    * Connections still in their handshake are closed at once (they have no accepted data yet)
    * unless `keepHandshakes` (a reload lets them finish on the configuration that accepted them).
    */
@@ -165,6 +165,8 @@ export class Kernel {
     const all = Promise.all([...this.live].map((c) => c.closed()));
     await (Number.isFinite(ms) ? Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, ms)))]) : all);
     if (timer) clearTimeout(timer);
-    for (const c of [...this.live]) c.finish();
+    // Past the deadline: a tunnel still open is cut with a reset on both sides, so a client in
+    // the middle of a download sees an error, not a clean end of a truncated file.
+    for (const c of [...this.live]) c.cut();
   }
 }

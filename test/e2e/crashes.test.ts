@@ -8,13 +8,15 @@
  */
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { type CliProcess, portOf, startCli } from '../helpers/cli.js';
 import { hex } from '../helpers/hex.js';
-import { startEchoServer, type TestServer } from '../helpers/net.js';
+import { startEchoServer, startTcpServer, type TestServer } from '../helpers/net.js';
 import { type FaultyDestinations, UNROUTABLE, fdCount, fdList, requireNetns, runFaultyClient, settleFds, startFaultyDestinations } from '../helpers/faults.js';
 import { port16, socks5Address } from './helpers/socks.js';
 
@@ -107,5 +109,57 @@ test('crash 2: CONNECT to an unroutable address, then a client reset at once: th
     assert.ok(n <= baseline, `descriptors back to ${baseline}, got ${n}: ${fdList(pid).join(', ')}`);
   } finally {
     await stopCli(cli);
+  }
+});
+
+/** A config with one unix-socket listener (and a TCP one, so startCli sees a listening line). */
+async function startUnix(name: string, drainMs = 10_000): Promise<{ cli: CliProcess; sock: string }> {
+  const sock = path.join(dir, `${name}.sock`);
+  const file = path.join(dir, `${name}.json`);
+  fs.writeFileSync(file, JSON.stringify({ listen: [{ host: '127.0.0.1', port: 0 }, { path: sock }], timeouts: { drain: drainMs }, log: { level: 'warn' } }));
+  return { cli: await startCli(['--config', file], { count: 2 }), sock };
+}
+
+/** A tunnel over the unix socket to a destination that sends 4 MiB; resolves once 64 KiB came back. */
+async function unixTunnel(sock: string, destPort: number): Promise<net.Socket> {
+  const s = net.connect({ path: sock, allowHalfOpen: true });
+  s.on('error', () => {});
+  await once(s, 'connect');
+  s.write(connectRequest('127.0.0.1', destPort));
+  let got = 0;
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no data through the unix tunnel')), 5000);
+    const onData = (d: Buffer) => {
+      got += d.length;
+      if (got >= 64 * 1024) {
+        clearTimeout(t);
+        s.removeListener('data', onData);
+        s.pause();
+        resolve();
+      }
+    };
+    s.on('data', onData);
+  });
+  return s;
+}
+
+test('a unix-socket tunnel cut at the drain deadline: closed, and the process exits 0 (a unix socket cannot be reset)', async () => {
+  const dest = await startTcpServer((s) => s.write(Buffer.alloc(4 * 1024 * 1024, 0x7a)));
+  const { cli, sock } = await startUnix('unix-drain', 400);
+  try {
+    const s = await unixTunnel(sock, dest.port);
+    const closed = new Promise<string>((resolve) => {
+      s.once('end', () => resolve('end'));
+      s.once('close', () => resolve('close'));
+    });
+    cli.child.kill('SIGTERM');
+    assert.equal(await cli.exited, 0, `exit 0; stderr: ${cli.stderr().slice(-2000)}`);
+    s.resume();
+    const how = await Promise.race([closed, new Promise((r) => setTimeout(() => r('nothing within 5 s'), 5000))]);
+    assert.notEqual(how, 'nothing within 5 s', 'the client saw the tunnel close');
+    s.destroy();
+  } finally {
+    await stopCli(cli);
+    await dest.close();
   }
 });

@@ -91,14 +91,19 @@ export function isOwned(socket: Duplex): boolean {
 
 /**
  * Reset a TCP socket (RST) if it can be, else destroy it. Node's `resetAndDestroy` throws on a
- * non-TCP handle (a unix-socket client), emits an error when the handle is already gone, and
- * waits for the connect of a socket still connecting; all three fall back to a plain destroy here.
+ * non-TCP handle (a unix-socket client), emits an error when the handle is already gone, waits
+ * for the connect of a socket still connecting, and leaks the descriptor of a socket whose
+ * `end()` is still waiting for its writes to drain (libuv refuses the reset; Node 20 then never
+ * closes the handle); all four fall back to a plain destroy here.
  */
 export function resetOrDestroy(stream: Duplex): void {
   if (stream.destroyed) return;
   const s = stream as Duplex & { resetAndDestroy?: () => void; _handle?: unknown; connecting?: boolean };
-  // Still connecting: resetAndDestroy would wait for a connect that may never come.
-  if (typeof s.resetAndDestroy === 'function' && s._handle && !s.connecting) {
+  // Still connecting: resetAndDestroy would wait for a connect that may never come. Ended with
+  // writes still queued (a shutdown pending in libuv): libuv refuses the reset (EINVAL) and Node
+  // then drops the handle without closing it, leaking the descriptor; a plain destroy closes it.
+  const shutdownPending = stream.writableEnded && !stream.writableFinished;
+  if (typeof s.resetAndDestroy === 'function' && s._handle && !s.connecting && !shutdownPending) {
     try {
       s.resetAndDestroy();
       return;

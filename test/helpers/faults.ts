@@ -64,12 +64,13 @@ export function fdList(pid: number): string[] {
 
 /**
  * Wait (polling, at most `ms`) until `pid` has no more than `baseline` descriptors; returns the
- * last count. The wait is bounded: teardown is asynchronous (a socket closes on the next turns
- * of the event loop), not instant.
+ * last count (`eachPoll` runs before each look). The wait is bounded: teardown is asynchronous
+ * (a socket closes on the next turns of the event loop), not instant.
  */
-export async function settleFds(pid: number, baseline: number, ms = 4000): Promise<number> {
+export async function settleFds(pid: number, baseline: number, ms = 4000, eachPoll?: () => void): Promise<number> {
   const end = Date.now() + ms;
   for (;;) {
+    eachPoll?.();
     const n = fdCount(pid);
     if (n <= baseline || Date.now() > end) return n;
     await new Promise((r) => setTimeout(r, 20));
@@ -87,6 +88,11 @@ export const RESET_AFTER = 4096;
 /** Running destinations, one per fault, and where each one is. */
 export interface FaultyDestinations {
   readonly where: Readonly<Record<DestinationFault, { readonly host: string; readonly port: number }>>;
+  /**
+   * Reset every connection the destinations hold open (a `never-reads` destination keeps a
+   * half-closed tunnel open for as long as it likes: this is the destination finally going away).
+   */
+  dropConnections(): void;
   close(): Promise<void>;
 }
 
@@ -102,8 +108,13 @@ export interface FaultyDestinations {
  */
 export async function startFaultyDestinations(): Promise<FaultyDestinations> {
   const servers: TestServer[] = [];
+  const open = new Set<net.Socket>();
   const add = async (f: (s: net.Socket) => void) => {
-    const s = await startTcpServer(f);
+    const s = await startTcpServer((sock) => {
+      open.add(sock);
+      sock.once('close', () => open.delete(sock));
+      f(sock);
+    });
     servers.push(s);
     return { host: '127.0.0.1', port: s.port };
   };
@@ -129,6 +140,9 @@ export async function startFaultyDestinations(): Promise<FaultyDestinations> {
   };
   return {
     where,
+    dropConnections: () => {
+      for (const sock of open) if (!sock.destroyed) sock.resetAndDestroy();
+    },
     close: async () => {
       await Promise.all(servers.map((s) => s.close()));
     },

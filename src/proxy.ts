@@ -172,7 +172,8 @@ export class SocksmithProxy {
 
   /**
    * Refuse to become an open proxy by accident: a listener on a non-loopback address needs a
-   * plugin that restricts clients (auth, a client ACL) or `allowOpenProxy: true`.
+   * plugin that restricts clients (auth, a client ACL admitting only loopback and private
+   * networks) or `allowOpenProxy: true`. A client ACL that lets the public in is named as the fault.
    */
   private static checkOpenProxy(g: Generation): void {
     if (g.config.allowOpenProxy) return;
@@ -180,6 +181,14 @@ export class SocksmithProxy {
     if (guarded) return;
     for (const [i, l] of g.config.listen.entries()) {
       if (l.host !== undefined && !isLoopbackHost(l.host)) {
+        for (const p of g.plugins) {
+          const problem = p.instance.openProxyProblem?.();
+          if (!problem) continue;
+          throw new ConfigError(
+            problem.key,
+            `${problem.reason}, and listen.${i}.host ${l.host} is not a loopback address: this would be an open proxy. Admit only loopback and private networks (end the list with "reject *"), enable the auth plugin, or set allowOpenProxy: true if that is really intended`,
+          );
+        }
         throw new ConfigError(
           `listen.${i}.host`,
           `${l.host} is not a loopback address, and no plugin restricts who may connect: this would be an open proxy. Enable the auth plugin or a policy client ACL, or set allowOpenProxy: true if that is really intended`,
@@ -327,7 +336,9 @@ export class SocksmithProxy {
     const peer = socket.remoteAddress ?? '';
     const family = net.isIPv6(peer) ? 'ipv6' : 'ipv4';
     if (!trusted.check(peer, family)) {
-      this.logger.warn({ peer }, 'PROXY protocol listener: connection from an untrusted address, closed');
+      // Batched like the connection-limit refusals: a flood from an untrusted peer is one warn
+      // line a second, with the count and the latest peer.
+      this.current.kernel.noteRefusal('PROXY protocol listener: connections from an untrusted address closed', { peer });
       discard(socket);
       return;
     }

@@ -433,6 +433,7 @@ export class Connection implements SignalSource, SocketOwner {
     ctx.request = request;
     ctx.destination = request.destination;
     this.phase = 'request';
+    this.kernel.handshakeDone(this);
     if (channels.request.hasSubscribers) channels.request.publish({ conn: ctx, handshakeMs: this.kernel.clock.now() - ctx.acceptedAt });
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.early = new EarlyData(this.kernel.config.limits.earlyData, this.socket);

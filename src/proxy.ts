@@ -7,6 +7,7 @@ import 'reflect-metadata';
 import fs from 'node:fs';
 import net from 'node:net';
 import { readProxyHeader } from './kernel/proxy-protocol.js';
+import { discard, release } from './kernel/socket-owner.js';
 import { Metrics } from './metrics/metrics.js';
 import { type MetricsServer, startMetricsServer } from './metrics/server.js';
 import type { DependencyContainer } from 'tsyringe';
@@ -52,7 +53,7 @@ async function removeStaleSocket(file: string): Promise<void> {
       probe.destroy();
       resolve(true);
     });
-    probe.once('error', () => resolve(false));
+    probe.on('error', () => resolve(false));
   });
   if (!alive) fs.unlinkSync(file);
 }
@@ -334,14 +335,16 @@ export class SocksmithProxy {
    * socket's for everything downstream (limits, onAccept, isolation, logs).
    */
   private acceptProxied(socket: net.Socket, info: ListenerInfo, trusted: net.BlockList): void {
-    socket.on('error', () => {});
+    // Its one permanent error listener, at once: no owner while the header is read (readProxyHeader
+    // fails on an error by itself); the connection adopts it, and a held error reaches it then.
+    release(socket);
     const peer = socket.remoteAddress ?? '';
     const family = net.isIPv6(peer) ? 'ipv6' : 'ipv4';
     if (!trusted.check(peer, family)) {
       // Batched like the connection-limit refusals: a flood from an untrusted peer is one warn
       // line a second, with the count and the latest peer.
       this.current.kernel.noteRefusal('PROXY protocol listener: connections from an untrusted address closed', { peer });
-      socket.destroy();
+      discard(socket);
       return;
     }
     readProxyHeader(socket, this.current.config.timeouts.handshake).then(
@@ -353,7 +356,7 @@ export class SocksmithProxy {
         // Batched too: a trusted balancer (or a peer behind it sending garbage) can open
         // connections without a valid header as fast as an untrusted peer can.
         this.current.kernel.noteRefusal('PROXY protocol header missing or invalid, closed', { peer, err: errorMessage(err) });
-        socket.destroy();
+        discard(socket);
       },
     );
   }

@@ -19,6 +19,7 @@ import type { ConnectionContext, ListenerInfo } from './context.js';
 import { type Hooks, isTapped } from './hooks.js';
 import { channels } from './diagnostics.js';
 import { clientKey } from './client-key.js';
+import { discard } from './socket-owner.js';
 
 /** True for a loopback client address (127.0.0.0/8, ::1; IPv4-mapped already unmapped). */
 function isLoopbackClient(address: string): boolean {
@@ -96,8 +97,7 @@ export class Kernel {
     if (perClientMax > 0 && (this.perClient.get(key) ?? 0) >= perClientMax && !this.shedHandshake(key, 'limits.maxConnectionsPerClient')) reason = 'limits.maxConnectionsPerClient';
     else if (this.live.size >= limits.maxConnections && !this.shedHandshake(undefined, 'limits.maxConnections')) reason = 'limits.maxConnections';
     if (reason) {
-      socket.on('error', () => {});
-      socket.destroy();
+      discard(socket);
       this.noteRefusal(`connections refused: ${reason} reached`, { limit: reason });
       if (channels.refused.hasSubscribers) channels.refused.publish({ reason, clientAddress: address });
       return;
@@ -131,8 +131,7 @@ export class Kernel {
       if (verdict === false) {
         conn.ctx.log.debug({ client: conn.ctx.clientAddress }, 'connection refused on accept');
         if (channels.refused.hasSubscribers) channels.refused.publish({ reason: 'onAccept', clientAddress: address });
-        socket.on('error', () => {});
-        socket.destroy();
+        discard(socket);
         return;
       }
     }
@@ -204,13 +203,14 @@ export class Kernel {
     else this.perClient.set(a, n);
   }
 
-  /** Tear down every open connection now. */
+  /** Tear down every open connection now; tunnels are reset on both sides ({@link Connection.cut}). */
   closeAll(): void {
-    for (const c of [...this.live]) c.finish();
+    for (const c of [...this.live]) c.cut();
   }
 
   /**
-   * Wait up to `ms` for open connections to finish on their own, then tear down the rest.
+   * Wait up to `ms` for open connections to finish on their own, then tear down the rest
+   * (tunnels with a reset on both sides).
    * Connections still in their handshake are closed at once (they have no accepted data yet)
    * unless `keepHandshakes` (a reload lets them finish on the configuration that accepted them).
    */
@@ -221,6 +221,8 @@ export class Kernel {
     const all = Promise.all([...this.live].map((c) => c.closed()));
     await (Number.isFinite(ms) ? Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, ms)))]) : all);
     if (timer) clearTimeout(timer);
-    for (const c of [...this.live]) c.finish();
+    // Past the deadline: a tunnel still open is cut with a reset on both sides, so a client in
+    // the middle of a download sees an error, not a clean end of a truncated file.
+    for (const c of [...this.live]) c.cut();
   }
 }

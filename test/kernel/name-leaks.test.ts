@@ -38,7 +38,8 @@ import { CLI, ROOT } from '../helpers/cli.js';
 import { normalizeHost } from '../../src/protocol/names.js';
 import { onionAddressFromKey } from '../../src/protocol/onion.js';
 import { startDnsServer, type TestDnsServer } from '../plugins/helpers/dns-server.js';
-import { req4, req5, sleep } from '../plugins/helpers/socks.js';
+import { startRecordingUpstream } from '../plugins/helpers/recording-upstream.js';
+import { req4, req5, sleep, socks5Upstream } from '../plugins/helpers/socks.js';
 
 /** A valid v3 address (a real ed25519 key): the direct upstream answers it with 04, the kernel does not refuse it as invalid. */
 const VALID = onionAddressFromKey(
@@ -363,6 +364,51 @@ describe('issue #10 item 4: a name that is an IP literal is one for the destinat
       }
     } finally {
       await open.close();
+    }
+  });
+});
+
+// ---- what a socks5 upstream receives ------------------------------------------------------------
+
+describe('issue #10 item 3: a socks5 upstream receives the normalised ASCII form', () => {
+  test('CONNECT and RESOLVE: fullwidth, IDN, upper-case and numeric spellings arrive as the name every local check saw (ATYP 03)', async () => {
+    const up = await startRecordingUpstream({ answer: () => ({ rep: 4 }) });
+    const px = await startProxy({ log: { level: 'silent' }, upstream: socks5Upstream(up.port), plugins: { resolve: true } });
+    try {
+      const cases: Array<[string, string]> = [
+        ['ＥＸＡＭＰＬＥ．ｔｅｓｔ', 'example.test'],
+        ['bücher.test', 'xn--bcher-kva.test'],
+        ['Example.TEST.', 'example.test.'],
+        [`${LABEL.toUpperCase()}．ｏｎｉｏｎ`, VALID],
+        ['0x7f.1', '127.0.0.1'],
+      ];
+      for (const [sent, expected] of cases) {
+        for (const cmd of [1, 0xf0]) {
+          const n = up.sessions.length;
+          if (cmd === 0xf0 && expected === '127.0.0.1') {
+            // RESOLVE of an IP literal is answered locally (resolve plugin), in any spelling.
+            assert.equal(toHex(answerOf('socks5 RESOLVE', await ask(px.port, 'socks5 RESOLVE', sent))), '05 00 00 01 7f 00 00 01 00 00');
+            assert.equal(up.sessions.length, n);
+            continue;
+          }
+          if (cmd === 0xf0 && expected === VALID) {
+            // RESOLVE of a .onion fails at once, as in Tor, in any spelling.
+            assert.equal(toHex(answerOf('socks5 RESOLVE', await ask(px.port, 'socks5 RESOLVE', sent))), '05 04 00 01 00 00 00 00 00 00');
+            assert.equal(up.sessions.length, n);
+            continue;
+          }
+          const bytes = await ask(px.port, cmd === 1 ? 'socks5 CONNECT' : 'socks5 RESOLVE', sent);
+          assert.equal(bytes[3], 4, `${JSON.stringify(sent)}: the upstream's 04 comes back`);
+          if (!up.sessions[n]) await up.waitSessions(n + 1).catch(() => {});
+          const req = up.sessions[n]?.request;
+          assert.ok(req, `${JSON.stringify(sent)} (command ${cmd.toString(16)}): reached the upstream; got ${toHex(bytes)}`);
+          assert.equal(req.atyp, 3);
+          assert.equal(req.host, expected, `${JSON.stringify(sent)} (command ${cmd.toString(16)})`);
+        }
+      }
+    } finally {
+      await px.close();
+      await up.close();
     }
   });
 });

@@ -16,6 +16,8 @@ export function normalizeName(name: string): string {
  * True for `.onion` names in any case, with or without one trailing dot (`x.onion`, `X.ONION.`,
  * `onion`). Such names must never be sent to DNS: the query itself would leak which onion
  * service the client wants (Tor's rule; tor-socks.md a.4 notes Tor itself misses the trailing-dot form).
+ * It tests the string it is given: pass a name through {@link normalizeHost} first (the kernel
+ * does for every destination), or `x.ｏｎｉｏｎ` is not seen as what a resolver would make of it.
  */
 export function isOnionName(name: string): boolean {
   const n = normalizeName(name);

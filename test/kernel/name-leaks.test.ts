@@ -303,6 +303,37 @@ describe('issue #10 item 3: property: a name whose normalised form ends in .onio
   });
 });
 
+// ---- the normalisation is the resolver's own ---------------------------------------------------
+
+describe('issue #10 item 3: normalizeHost gives the name Node\'s resolver itself would query', () => {
+  test('property: for any name normalizeHost accepts, dns.Resolver (c-ares) queries exactly that name, or nothing', async () => {
+    // Node applies UTS-46 (ada's to_ascii) to every name before c-ares or getaddrinfo see it; a
+    // loopback DNS server shows what that produced. normalizeHost must agree whenever it accepts a
+    // name, or a check could judge one name while the resolver is asked for another.
+    const resolver = new dns.promises.Resolver({ timeout: 1000, tries: 1 });
+    resolver.setServers([dnsServer.address]);
+    const arb = fc
+      .tuple(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 10 }), fc.constantFrom(...DOTS), fc.string({ unit: 'grapheme', minLength: 1, maxLength: 6 }), fc.constantFrom('.test', '．ｔｅｓｔ', '.TEST', '.test.'))
+      .map(([a, d, b, tld]) => `${a}${d}${b}${tld}`);
+    let compared = 0;
+    await fc.assert(
+      fc.asyncProperty(arb, async (s) => {
+        const n = normalizeHost(s);
+        if (n === undefined || net.isIP(n) !== 0) return;
+        dnsServer.clearLog();
+        await resolver.resolve4(s).catch(() => {});
+        const asked = [...new Set(dnsServer.queries.map((q) => q.name))];
+        // c-ares sends nothing for some names (punctuation such as `&`): nothing to compare then.
+        if (asked.length === 0) return;
+        assert.deepEqual(asked, [n.replace(/\.$/, '')], `${JSON.stringify(s)}: socksmith says ${n}`);
+        compared++;
+      }),
+      { seed: 0x0a14, numRuns: 150 },
+    );
+    assert.ok(compared > 30, `${compared} names compared`);
+  });
+});
+
 // ---- item 4: IP literals in every spelling -----------------------------------------------------
 
 describe('issue #10 item 4: a name that is an IP literal is one for the destination policy', () => {

@@ -444,6 +444,24 @@ describe('issue #10 item 3: a socks5 upstream receives the normalised ASCII form
   });
 });
 
+describe('issue #10 item 3: isolation by destination address sees the normalised name', () => {
+  test('IsolateDestAddr: ＥＸＡＭＰＬＥ．test and example.test share a key (same upstream credentials); other.test does not', async () => {
+    const up = await startRecordingUpstream({ answer: () => ({ rep: 4 }) });
+    const px = await startProxy({ log: { level: 'silent' }, upstream: socks5Upstream(up.port), plugins: { isolation: { IsolateDestAddr: true } } });
+    try {
+      for (const name of ['ＥＸＡＭＰＬＥ．test', 'example.test', 'other.test']) await ask(px.port, 'socks5 CONNECT', name);
+      await up.waitSessions(3);
+      const users = up.sessions.map((x) => x.credentials?.username.toString('utf8'));
+      assert.ok(users[0], 'isolation credentials were sent');
+      assert.equal(users[0], users[1], 'the fullwidth spelling is the same destination');
+      assert.notEqual(users[0], users[2]);
+    } finally {
+      await px.close();
+      await up.close();
+    }
+  });
+});
+
 // ---- the system resolver on the wire ---------------------------------------------------------------
 
 describe('issue #10 item 3 on the wire: the CLI with the system resolver sends no DNS packet for any spelling', () => {

@@ -22,6 +22,7 @@ export { Tokens, resolveToken, type Token } from './di/tokens.js';
 export { Kernel } from './kernel/kernel.js';
 export { Stage, type StageValue } from './kernel/stages.js';
 export { ConnectionContext } from './kernel/context.js';
+export { clientKey } from './kernel/client-key.js';
 export type { ListenerInfo, Credentials, CredentialSource, UpstreamCredentials, FrontendProtocol, DeferredIsolation, SignalSource } from './kernel/context.js';
 export { HOOK_NAMES } from './kernel/hooks.js';
 export type {
@@ -66,6 +67,7 @@ export * from './protocol/constants.js';
 export * from './protocol/address.js';
 export * from './protocol/codec.js';
 export * from './protocol/names.js';
+export { isValidOnion, onionAddressFromKey, onionProblem } from './protocol/onion.js';
 export { ServerHandshake, classifyFirstByte, socks4Rejection, socks5ErrorReply, type HandshakeEvent, type HandshakeState, type ProtocolGuess } from './protocol/server-handshake.js';
 
 export {
@@ -80,7 +82,7 @@ export {
   hasCode,
 } from './errors.js';
 
-export { createLogger, type Logger, type LogLevel } from './logger.js';
+export { SCRUBBED, canScrub, createLogger, isSafeLogging, scrubLine, scrubText, setSafeLogging, type Logger, type LogLevel } from './logger.js';
 export { systemClock, type Clock } from './clock.js';
 export { SocksmithProxy, createProxy, isLoopbackHost, type CreateProxyOptions } from './proxy.js';
 export { Metrics, METRICS_PREFIX, LATENCY_BUCKETS, type MetricsOptions } from './metrics/metrics.js';

@@ -7,6 +7,7 @@ import 'reflect-metadata';
 import fs from 'node:fs';
 import net from 'node:net';
 import { readProxyHeader } from './kernel/proxy-protocol.js';
+import { discard, release } from './kernel/socket-owner.js';
 import { Metrics } from './metrics/metrics.js';
 import { type MetricsServer, startMetricsServer } from './metrics/server.js';
 import type { DependencyContainer } from 'tsyringe';
@@ -21,7 +22,7 @@ import { type AppliedPlugin, applyPlugins, closePlugins, startPlugins } from './
 import type { ListenerInfo } from './kernel/context.js';
 import type { Kernel } from './kernel/kernel.js';
 import { loadPlugins } from './kernel/plugin-loader.js';
-import { createLogger, type Logger } from './logger.js';
+import { canScrub, createLogger, setSafeLogging, type Logger } from './logger.js';
 import { formatHostPort } from './protocol/address.js';
 import { primeAllocator } from './kernel/allocator.js';
 
@@ -52,7 +53,7 @@ async function removeStaleSocket(file: string): Promise<void> {
       probe.destroy();
       resolve(true);
     });
-    probe.once('error', () => resolve(false));
+    probe.on('error', () => resolve(false));
   });
   if (!alive) fs.unlinkSync(file);
 }
@@ -104,6 +105,11 @@ function listenerKey(l: ResolvedConfig['listen'][number]): string {
 
 /** Build a generation (container, kernel, applied plugins) without starting anything. */
 async function buildGeneration(config: ResolvedConfig, logger: Logger): Promise<Generation> {
+  // safeLogging is enforced by the logger itself (src/logger.ts): a logger socksmith did not make
+  // cannot scrub, so it is refused rather than leaking destinations.
+  if (config.log.safeLogging && !canScrub(logger)) {
+    throw new ConfigError('log.safeLogging', 'needs a logger made by createLogger() (the scrub lives in it); this one is not');
+  }
   const loaded = await loadPlugins(config);
   const container = await createContainer(config, logger);
   const kernel = resolveToken(container, Tokens.Kernel);
@@ -113,7 +119,7 @@ async function buildGeneration(config: ResolvedConfig, logger: Logger): Promise<
 
 const closedGenerations = new WeakSet<Generation>();
 
-/** Close a generation's plugins and upstream (after its connections are gone). Once per generation. */
+/** Close a generation's plugins, upstream and resolver (after its connections are gone). Once per generation. */
 async function closeGeneration(g: Generation, logger: Logger): Promise<void> {
   if (closedGenerations.has(g)) return;
   closedGenerations.add(g);
@@ -122,6 +128,11 @@ async function closeGeneration(g: Generation, logger: Logger): Promise<void> {
     await g.kernel.upstream.close?.();
   } catch (err) {
     logger.warn({ err: errorMessage(err) }, 'upstream close failed');
+  }
+  try {
+    await g.kernel.resolver.close?.(); // pending lookups end now, not at their DNS timeout
+  } catch (err) {
+    logger.warn({ err: errorMessage(err) }, 'resolver close failed');
   }
 }
 
@@ -166,12 +177,15 @@ export class SocksmithProxy {
     const cwd = options.cwd ?? process.cwd();
     const resolved = isResolved(config) ? config : resolveConfig(config, { file: undefined, dir: cwd });
     const logger = options.logger ?? createLogger(resolved.log.level);
-    return new SocksmithProxy(await buildGeneration(resolved, logger), logger);
+    const g = await buildGeneration(resolved, logger);
+    setSafeLogging(logger, resolved.log.safeLogging);
+    return new SocksmithProxy(g, logger);
   }
 
   /**
    * Refuse to become an open proxy by accident: a listener on a non-loopback address needs a
-   * plugin that restricts clients (auth, a client ACL) or `allowOpenProxy: true`.
+   * plugin that restricts clients (auth, a client ACL admitting only loopback and private
+   * networks) or `allowOpenProxy: true`. A client ACL that lets the public in is named as the fault.
    */
   private static checkOpenProxy(g: Generation): void {
     if (g.config.allowOpenProxy) return;
@@ -179,6 +193,14 @@ export class SocksmithProxy {
     if (guarded) return;
     for (const [i, l] of g.config.listen.entries()) {
       if (l.host !== undefined && !isLoopbackHost(l.host)) {
+        for (const p of g.plugins) {
+          const problem = p.instance.openProxyProblem?.();
+          if (!problem) continue;
+          throw new ConfigError(
+            problem.key,
+            `${problem.reason}, and listen.${i}.host ${l.host} is not a loopback address: this would be an open proxy. Admit only loopback and private networks (end the list with "reject *"), enable the auth plugin, or set allowOpenProxy: true if that is really intended`,
+          );
+        }
         throw new ConfigError(
           `listen.${i}.host`,
           `${l.host} is not a loopback address, and no plugin restricts who may connect: this would be an open proxy. Enable the auth plugin or a policy client ACL, or set allowOpenProxy: true if that is really intended`,
@@ -273,6 +295,7 @@ export class SocksmithProxy {
       await closeGeneration(next, this.logger);
       throw err;
     }
+    setSafeLogging(this.logger, config.log.safeLogging);
     // A new entry keeps a socket whose entry is the same, or whose real port it names (an entry
     // that said port 0 and bound 41121 is kept by a new entry saying 41121).
     const keep = new Set(this.listeners);
@@ -320,12 +343,16 @@ export class SocksmithProxy {
    * socket's for everything downstream (limits, onAccept, isolation, logs).
    */
   private acceptProxied(socket: net.Socket, info: ListenerInfo, trusted: net.BlockList): void {
-    socket.on('error', () => {});
+    // Its one permanent error listener, at once: no owner while the header is read (readProxyHeader
+    // fails on an error by itself); the connection adopts it, and a held error reaches it then.
+    release(socket);
     const peer = socket.remoteAddress ?? '';
     const family = net.isIPv6(peer) ? 'ipv6' : 'ipv4';
     if (!trusted.check(peer, family)) {
-      this.logger.warn({ peer }, 'PROXY protocol listener: connection from an untrusted address, closed');
-      socket.destroy();
+      // Batched like the connection-limit refusals: a flood from an untrusted peer is one warn
+      // line a second, with the count and the latest peer.
+      this.current.kernel.noteRefusal('PROXY protocol listener: connections from an untrusted address closed', { peer });
+      discard(socket);
       return;
     }
     readProxyHeader(socket, this.current.config.timeouts.handshake).then(
@@ -334,8 +361,10 @@ export class SocksmithProxy {
         this.current.kernel.accept(socket, info, client ? { address: client.address, port: client.port, family: client.family, initial: rest } : { initial: rest });
       },
       (err: unknown) => {
-        this.logger.warn({ peer, err: errorMessage(err) }, 'PROXY protocol header missing or invalid, closed');
-        socket.destroy();
+        // Batched too: a trusted balancer (or a peer behind it sending garbage) can open
+        // connections without a valid header as fast as an untrusted peer can.
+        this.current.kernel.noteRefusal('PROXY protocol header missing or invalid, closed', { peer, err: errorMessage(err) });
+        discard(socket);
       },
     );
   }

@@ -84,12 +84,13 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
       timeout: resolver.timeout ?? DEFAULTS.resolver.timeout,
       tries: resolver.tries ?? DEFAULTS.resolver.tries,
       maxPending: resolver.maxPending ?? DEFAULTS.resolver.maxPending,
+      maxPendingPerClient: resolver.maxPendingPerClient ?? defaultPendingPerClient(resolver.maxPending ?? DEFAULTS.resolver.maxPending),
       cache: { ...DEFAULTS.resolver.cache, ...resolver.cache },
     },
     upstream: normalizeUpstream(input.upstream, source.dir),
     plugins: normalizePlugins(input.plugins, source.dir),
     timeouts: { ...DEFAULTS.timeouts, ...input.timeouts },
-    limits: { ...DEFAULTS.limits, ...input.limits },
+    limits: { ...DEFAULTS.limits, ...input.limits, perClientCountsLoopback: input.limits?.maxConnectionsPerClient !== undefined },
     log: { level: input.log?.level ?? DEFAULTS.log.level, safeLogging: input.log?.safeLogging ?? false },
     metrics: input.metrics,
     workers: resolveWorkers(input.workers),
@@ -98,6 +99,15 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
   if (cfg.resolver.servers) cfg.resolver.servers.forEach((s, i) => checkDnsServer(s, `resolver.servers.${i}`));
   cfg.listen.forEach((l, i) => checkListener(l, `listen.${i}`, source.dir));
   return deepFreeze(cfg);
+}
+
+/**
+ * The default share of `resolver.maxPending` one client address may hold: a quarter (64 of the
+ * default 256), at least 1. So a single client can never take more than a quarter of the
+ * lookups in flight, and at least four addresses are needed to exhaust the budget.
+ */
+export function defaultPendingPerClient(maxPending: number): number {
+  return Math.max(1, Math.floor(maxPending / 4));
 }
 
 /** `workers` as a number: `'auto'` is one per CPU the process may use. */

@@ -7,11 +7,14 @@
  * @packageDocumentation
  */
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { PluginHookError, errorMessage, hasCode } from '../errors.js';
 import { type SocksAddress, ZERO_ADDRESS, formatAddress } from '../protocol/address.js';
 import type { SocksRequest } from '../protocol/codec.js';
 import { encodeSocks4Reply, encodeSocks5Reply } from '../protocol/codec.js';
 import { Command, Method, Rep, Socks4Rep, collapseRep, commandName, repName } from '../protocol/constants.js';
+import { isOnionName, normalizeDestination } from '../protocol/names.js';
+import { onionProblem } from '../protocol/onion.js';
 import { ServerHandshake, socks4Rejection, socks5ErrorReply } from '../protocol/server-handshake.js';
 import { repForError } from '../upstream/errors.js';
 import type { UpstreamStream } from '../upstream/types.js';
@@ -22,11 +25,18 @@ import { channels } from './diagnostics.js';
 import { type DataInfo, type GreetingDecision, type Reply, type Takeover, isTapped } from './hooks.js';
 import type { Kernel } from './kernel.js';
 import { relay } from './relay.js';
+import { type SocketOwner, DISCARD, adopt, discard as discardSocket, resetOrDestroy } from './socket-owner.js';
 
 type Phase = 'handshake' | 'request' | 'relay' | 'takeover' | 'closing' | 'closed';
 
 /** Abort reason when a connection is torn down (one shared object: no allocation per connection). */
 const CLIENT_GONE = new UpstreamError(Rep.GENERAL_FAILURE, 'client connection closed');
+
+/**
+ * Why a tunnel is cut by the proxy itself (drain deadline, second signal). Both sides are reset,
+ * as for an ECONNRESET, so neither peer takes the cut for a clean end of the stream.
+ */
+const TUNNEL_CUT = Object.assign(new Error('tunnel cut at shutdown (drain deadline or second signal)'), { code: 'SOCKSMITH_TUNNEL_CUT' });
 
 /** How long a connection that was answered and ended may linger for the client to read and close. */
 const LINGER_MS = 5000;
@@ -44,9 +54,6 @@ type ClientSocket = Socket & { [kConn]?: Connection };
 // every open tunnel and allocations on every accept (docs/performance.md).
 function onClientData(this: ClientSocket, chunk: Buffer): void {
   this[kConn]!.handshakeData(chunk);
-}
-function onClientError(this: ClientSocket, err: Error): void {
-  this[kConn]!.socketError(err);
 }
 function onClientClose(this: ClientSocket): void {
   this[kConn]!.socketClose();
@@ -87,7 +94,7 @@ function encodeReplyV4(reply: Reply, request: SocksRequest): Buffer {
 }
 
 /** One client connection. */
-export class Connection implements SignalSource {
+export class Connection implements SignalSource, SocketOwner {
   readonly ctx: ConnectionContext;
   private phase: Phase = 'handshake';
   private readonly hs = new ServerHandshake();
@@ -99,6 +106,8 @@ export class Connection implements SignalSource {
   private lingerTimer: NodeJS.Timeout | undefined;
   private early: EarlyData | undefined;
   private upstream: UpstreamStream | undefined;
+  /** An error of the upstream socket after it connected and before the relay took it. */
+  private upstreamError: Error | undefined;
   /** Created on first use of `ctx.signal`; aborted by the teardown. */
   private abort: AbortController | undefined;
   /** The connect in progress, aborted directly by the teardown. */
@@ -115,6 +124,8 @@ export class Connection implements SignalSource {
   ) {
     this.ctx = new ConnectionContext({ ...ctxInit, signal: this });
     socket[kConn] = this;
+    // The client socket's owner from here to the relay (docs/architecture.md, "Socket ownership").
+    adopt(socket, this);
   }
 
   /** The teardown signal, created on first use of `ctx.signal`. @internal */
@@ -134,7 +145,6 @@ export class Connection implements SignalSource {
   start(initial?: Buffer): void {
     const s = this.socket;
     s.on('data', onClientData);
-    s.on('error', onClientError);
     s.on('close', onClientClose);
     s.on('end', onClientEndEarly);
     this.handshakeTimer = setTimeout(onHandshakeTimeout, this.kernel.config.timeouts.handshake, this);
@@ -192,10 +202,21 @@ export class Connection implements SignalSource {
     if (this.phase === 'handshake' && !this.processing) this.finish();
   }
 
-  /** @internal */
-  socketError(err: Error): void {
-    this.ctx.log.debug({ err: errorMessage(err) }, 'client socket error');
-    this.finish(err);
+  /**
+   * @internal An error on a socket this connection owns: the client socket until the relay, the
+   * upstream socket between its connect and the relay.
+   */
+  socketError(socket: Duplex, err: Error): void {
+    if (socket === this.socket) {
+      this.ctx.log.debug({ err: errorMessage(err) }, 'client socket error');
+      this.finish(err);
+      return;
+    }
+    // The upstream failed after it connected, while onReply runs: the client gets the failure's
+    // reply instead of a success (connect() checks once onReply is done).
+    this.ctx.log.debug({ err: errorMessage(err) }, 'upstream socket error before the relay');
+    if (this.phase === 'request') this.upstreamError ??= err;
+    else this.finish(err);
   }
 
   /** @internal */
@@ -409,16 +430,27 @@ export class Connection implements SignalSource {
     this.early!.push(chunk);
   }
 
-  private async runRequest(request: SocksRequest, encodeReply: (reply: Reply) => Buffer, leftover: Buffer): Promise<void> {
+  private async runRequest(sent: SocksRequest, encodeReply: (reply: Reply) => Buffer, leftover: Buffer): Promise<void> {
     const ctx = this.ctx;
+    // Every destination name is normalised once, here, where every front end (SOCKS4a, SOCKS5,
+    // HTTP CONNECT) enters: hooks, checks, upstreams, isolation and logs all see this one form
+    // (src/protocol/names.ts normalizeHost). A name that does not normalise is refused below.
+    const destination = normalizeDestination(sent.destination);
+    const request = destination === undefined || destination === sent.destination ? sent : { ...sent, destination };
     ctx.request = request;
     ctx.destination = request.destination;
     this.phase = 'request';
+    this.kernel.handshakeDone(this);
     if (channels.request.hasSubscribers) channels.request.publish({ conn: ctx, handshakeMs: this.kernel.clock.now() - ctx.acceptedAt });
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.early = new EarlyData(this.kernel.config.limits.earlyData, this.socket);
     if (leftover.length > 0) this.pushEarly(Buffer.from(leftover));
     if (this.socket.isPaused() && this.early.bytes < this.kernel.config.limits.earlyData) this.socket.resume();
+    if (destination === undefined) {
+      ctx.log.debug({ destination: sent.destination.host }, 'destination name does not normalise; refused');
+      await this.answer({ rep: Rep.HOST_UNREACHABLE }, encodeReply);
+      return;
+    }
     let reply: Reply | undefined;
     try {
       const hook = this.kernel.hooks.onRequest;
@@ -448,6 +480,16 @@ export class Connection implements SignalSource {
     const d = this.ctx.destination ?? request.destination;
     // Port 0 and the unspecified address can never be a real destination (Tor answers 01 / 5B).
     if (d.port === 0 || d.host === '0.0.0.0' || d.host === '::') return { rep: Rep.GENERAL_FAILURE };
+    // A .onion name that is not a valid v3 address never leaves this process, whatever the
+    // upstream and whether extended-errors is on: another SOCKS5 server might answer 00 to it.
+    // F6 reaches the client only with extended errors on; finalReply collapses it to 01 otherwise.
+    if (d.kind === 'domain' && isOnionName(d.host)) {
+      const problem = onionProblem(d.host);
+      if (problem !== undefined) {
+        this.ctx.log.debug({ problem }, 'invalid .onion address; refused');
+        return { rep: Rep.ONION_BAD_ADDRESS };
+      }
+    }
     return undefined;
   }
 
@@ -476,9 +518,11 @@ export class Connection implements SignalSource {
       this.connectAbort = undefined;
     }
     if (this.isClosed()) {
-      up.stream.destroy();
+      discardSocket(up.stream);
       return;
     }
+    // The kernel owns the upstream socket from here; an error held since its connect arrives now.
+    adopt(up.stream, this);
     this.upstream = up;
     if (channels.connected.hasSubscribers) channels.connected.publish({ conn: ctx, connectMs: this.kernel.clock.now() - connectStart });
     let reply: Reply = { rep: Rep.SUCCEEDED, bound: up.bound };
@@ -490,6 +534,10 @@ export class Connection implements SignalSource {
       reply = { rep: Rep.GENERAL_FAILURE };
     }
     if (this.isClosed()) return;
+    if (this.upstreamError && reply.rep === Rep.SUCCEEDED) {
+      // The destination went away (reset, EPIPE) before the client was told: say so instead.
+      reply = { rep: repForError(this.upstreamError) };
+    }
     reply = this.finalReply(reply);
     ctx.reply = reply.rep;
     const bytes = this.encodeSafely(reply, encodeReply);
@@ -497,7 +545,8 @@ export class Connection implements SignalSource {
     // failure, never relay.
     if (!bytes || reply.rep !== Rep.SUCCEEDED || bytes === this.fallbackBytes) {
       this.early?.discard();
-      up.stream.destroy(); // never relayed: close it now, not when the client finally goes
+      this.upstream = undefined;
+      discardSocket(up.stream); // never relayed: close it now, not when the client finally goes
       if (bytes) this.endWith(bytes);
       else this.finish();
       return;
@@ -614,6 +663,15 @@ export class Connection implements SignalSource {
     this.lingerTimer.unref?.();
   }
 
+  /**
+   * Cut the connection now (drain deadline, second signal). A tunnel is reset on both sides, so
+   * the client (and the destination) can tell the cut from a complete stream; a connection not
+   * yet relaying is closed as by {@link finish}.
+   */
+  cut(): void {
+    this.finish(this.phase === 'relay' ? TUNNEL_CUT : undefined);
+  }
+
   /** The one teardown: idempotent, destroys both sockets, logs the access line. */
   finish(err?: Error): void {
     if (this.phase === 'closed') return;
@@ -626,7 +684,10 @@ export class Connection implements SignalSource {
     this.abort?.abort(CLIENT_GONE);
     this.early?.discard();
     this.early = undefined;
-    if ((err as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET') {
+    // From here on both sockets belong to the teardown: what they still emit needs no action.
+    adopt(this.socket, DISCARD);
+    if (this.upstream) adopt(this.upstream.stream, DISCARD);
+    if (err === TUNNEL_CUT || (err as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET') {
       // Pass a reset on as a reset, so the other peer can tell an aborted stream from a
       // finished one (a FIN would look like a clean end).
       resetOrDestroy(this.socket);
@@ -657,14 +718,6 @@ export class Connection implements SignalSource {
     this.closeWaiters = undefined;
     if (waiters) for (const w of waiters) w();
   }
-}
-
-/** Reset a TCP socket (RST) if it can be; otherwise just destroy the stream. */
-function resetOrDestroy(stream: { destroyed: boolean; destroy(): void }): void {
-  if (stream.destroyed) return;
-  const s = stream as { resetAndDestroy?: () => void };
-  if (typeof s.resetAndDestroy === 'function') s.resetAndDestroy();
-  else stream.destroy();
 }
 
 /** Method choice without plugins: 00 if offered, else 02 (credentials accepted unchecked), else FF. */

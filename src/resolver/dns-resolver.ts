@@ -13,9 +13,10 @@ import { ResolveError, errorMessage } from '../errors.js';
 import type { ResolvedAddress } from '../kernel/hooks.js';
 import { classifyHost } from '../protocol/address.js';
 import { reverseName } from '../protocol/names.js';
-import { isOnionName } from '../protocol/names.js';
+import { isOnionName, normalizeHost } from '../protocol/names.js';
 import { PartitionedCache } from './cache.js';
 import { channels } from '../kernel/diagnostics.js';
+import { clientKey } from '../kernel/client-key.js';
 import type { LookupOptions, Resolver } from './types.js';
 
 type Cached = { ok: true; addresses: readonly ResolvedAddress[] } | { ok: false; message: string };
@@ -27,6 +28,18 @@ export class DnsResolver implements Resolver {
   private readonly cache: PartitionedCache<Cached>;
   private readonly ptrCache: PartitionedCache<CachedNames>;
   private readonly inflight = new Map<string, Promise<readonly ResolvedAddress[]>>();
+  private readonly ptrInflight = new Map<string, Promise<readonly string[]>>();
+  /** Queries in flight (forward and reverse), for `resolver.maxPending`. */
+  private pending = 0;
+  /**
+   * Queries in flight by the client that started them, keyed by {@link clientKey} (an IPv6
+   * client by its /64), for `resolver.maxPendingPerClient`.
+   */
+  private readonly pendingByClient = new Map<string, number>();
+  /** Set by close(): new lookups are refused. */
+  private closed = false;
+  /** Fail each pending query at once (close()). */
+  private readonly failPending = new Set<(err: Error) => void>();
   private readonly dns: dns.promises.Resolver | undefined;
   private readonly cfg: ResolvedConfig['resolver'];
 
@@ -41,13 +54,18 @@ export class DnsResolver implements Resolver {
   }
 
   /** Forward lookup through the cache. IP literals are returned as they are, without DNS. */
-  async lookup(name: string, options: LookupOptions): Promise<readonly ResolvedAddress[]> {
+  async lookup(raw: string, options: LookupOptions): Promise<readonly ResolvedAddress[]> {
+    // The DNS boundary: the name is checked in the form the resolver would query. Node folds every
+    // name with UTS-46 before getaddrinfo / c-ares see it (`ｘ.ｏｎｉｏｎ` is queried as `x.onion`),
+    // so the onion check runs on the normalised name, and only that name is ever queried.
+    const name = normalizeHost(raw);
+    if (name === undefined) throw new ResolveError('name does not normalise (UTS-46); refused', { code: 'SOCKSMITH_ERR_RESOLVE_BAD_NAME' });
     const literal = classifyHost(name, 0);
     if (literal.kind !== 'domain') return [{ address: literal.host, family: literal.kind === 'ipv4' ? 4 : 6 }];
     if (isOnionName(name)) {
       throw new ResolveError(`refusing to resolve ${name}: .onion names never go to DNS`, { code: 'SOCKSMITH_ERR_RESOLVE_ONION' });
     }
-    const key = `${options.family}:${name.toLowerCase()}`;
+    const key = `${options.family}:${name}`;
     const hit = this.cache.get(options.partition, key);
     if (hit) {
       if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'forward', cached: true, ok: hit.ok });
@@ -57,10 +75,8 @@ export class DnsResolver implements Resolver {
     const flightKey = `${options.partition}\u0000${key}`;
     let p = this.inflight.get(flightKey);
     if (!p) {
-      if (this.inflight.size >= this.cfg.maxPending) {
-        throw new ResolveError(`cannot resolve ${name}: ${this.cfg.maxPending} lookups already pending (resolver.maxPending)`, { rep: 0x01 });
-      }
-      p = this.query(name, options.family).then(
+      const client = this.admit(`resolve ${name}`, options.client);
+      p = this.untilClosed(this.query(name, options.family)).then(
         ({ addresses, ttl }) => {
           if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'forward', cached: false, ok: true });
           this.cache.set(options.partition, key, { ok: true, addresses }, ttl * 1000);
@@ -73,7 +89,10 @@ export class DnsResolver implements Resolver {
           throw new ResolveError(message, { cause: err });
         },
       );
-      p.finally(() => this.inflight.delete(flightKey)).catch(() => {});
+      p.finally(() => {
+        this.inflight.delete(flightKey);
+        this.settled(client);
+      }).catch(() => {});
       this.inflight.set(flightKey, p);
     }
     return p;
@@ -104,8 +123,12 @@ export class DnsResolver implements Resolver {
     return { addresses, ttl };
   }
 
-  /** Reverse lookup through the cache. */
-  async reverse(address: string, options: Pick<LookupOptions, 'partition'>): Promise<readonly string[]> {
+  /**
+   * Reverse lookup through the cache. Counted in `resolver.maxPending` and the client's
+   * `resolver.maxPendingPerClient` like a forward lookup; one that joins the same query already
+   * in flight (same address and partition) costs nothing.
+   */
+  async reverse(address: string, options: Pick<LookupOptions, 'partition' | 'client'>): Promise<readonly string[]> {
     const key = `ptr:${address}`;
     const hit = this.ptrCache.get(options.partition, key);
     if (hit) {
@@ -113,20 +136,104 @@ export class DnsResolver implements Resolver {
       if (hit.ok) return hit.names;
       throw new ResolveError(hit.message);
     }
-    try {
-      // With configured servers, ask them for the PTR record itself: Resolver.reverse() would
-      // answer from /etc/hosts first and never ask the servers.
-      const names = this.dns ? await this.dns.resolvePtr(reverseName(address)) : await dns.promises.reverse(address);
-      if (names.length === 0) throw new Error('no PTR record');
-      if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'reverse', cached: false, ok: true });
-      this.ptrCache.set(options.partition, key, { ok: true, names }, Math.min(this.cfg.cache.systemTtl, this.cfg.cache.maxTtl) * 1000);
-      return names;
-    } catch (err) {
-      if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'reverse', cached: false, ok: false });
-      const message = `cannot reverse-resolve ${address}: ${errorMessage(err)}`;
-      this.ptrCache.set(options.partition, key, { ok: false, message }, this.cfg.cache.negativeTtl * 1000);
-      throw new ResolveError(message, { cause: err });
+    const flightKey = `${options.partition}\u0000${key}`;
+    let p = this.ptrInflight.get(flightKey);
+    if (!p) {
+      const client = this.admit(`reverse-resolve ${address}`, options.client);
+      p = this.untilClosed(this.queryPtr(address)).then(
+        (names) => {
+          if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'reverse', cached: false, ok: true });
+          this.ptrCache.set(options.partition, key, { ok: true, names }, Math.min(this.cfg.cache.systemTtl, this.cfg.cache.maxTtl) * 1000);
+          return names;
+        },
+        (err: unknown) => {
+          if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'reverse', cached: false, ok: false });
+          const message = `cannot reverse-resolve ${address}: ${errorMessage(err)}`;
+          this.ptrCache.set(options.partition, key, { ok: false, message }, this.cfg.cache.negativeTtl * 1000);
+          throw new ResolveError(message, { cause: err });
+        },
+      );
+      p.finally(() => {
+        this.ptrInflight.delete(flightKey);
+        this.settled(client);
+      }).catch(() => {});
+      this.ptrInflight.set(flightKey, p);
     }
+    return p;
+  }
+
+  private async queryPtr(address: string): Promise<readonly string[]> {
+    // With configured servers, ask them for the PTR record itself: Resolver.reverse() would
+    // answer from /etc/hosts first and never ask the servers.
+    const names = this.dns ? await this.dns.resolvePtr(reverseName(address)) : await dns.promises.reverse(address);
+    if (names.length === 0) throw new Error('no PTR record');
+    return names;
+  }
+
+  /**
+   * Take one query of the budgets, or throw (REP 01) when `resolver.maxPending` is used up, the
+   * client (by {@link clientKey}) holds its `resolver.maxPendingPerClient` share, or the
+   * resolver is closed. Each client has its share so that one client with lookups stuck at a
+   * silent server cannot leave none for the others. Returns the client key to give back to
+   * {@link settled}.
+   */
+  private admit(what: string, client: string | undefined): string | undefined {
+    if (this.closed) throw new ResolveError(`cannot ${what}: the resolver is closed`, { rep: 0x01 });
+    if (this.pending >= this.cfg.maxPending) {
+      throw new ResolveError(`cannot ${what}: ${this.cfg.maxPending} lookups already pending (resolver.maxPending)`, { rep: 0x01 });
+    }
+    const k = client ? clientKey(client) : undefined;
+    if (k !== undefined) {
+      const mine = this.pendingByClient.get(k) ?? 0;
+      if (mine >= this.cfg.maxPendingPerClient) {
+        throw new ResolveError(`cannot ${what}: ${mine} lookups of this client already pending (resolver.maxPendingPerClient)`, { rep: 0x01 });
+      }
+      this.pendingByClient.set(k, mine + 1);
+    }
+    this.pending++;
+    return k;
+  }
+
+  /** Give back what {@link admit} took. */
+  private settled(k: string | undefined): void {
+    this.pending--;
+    if (k === undefined) return;
+    const n = (this.pendingByClient.get(k) ?? 1) - 1;
+    if (n <= 0) this.pendingByClient.delete(k);
+    else this.pendingByClient.set(k, n);
+  }
+
+  /** `work`, or a rejection as soon as the resolver closes, whichever comes first. */
+  private untilClosed<T>(work: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.failPending.add(reject);
+      work.then(
+        (v) => {
+          this.failPending.delete(reject);
+          resolve(v);
+        },
+        (err: unknown) => {
+          this.failPending.delete(reject);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /**
+   * End every pending lookup (each fails at once with a `ResolveError`) and refuse new ones.
+   * With `resolver.servers`, the queries are cancelled, so their sockets and timers go too; the
+   * system resolver's getaddrinfo calls cannot be cancelled and finish in the thread pool on
+   * their own, their answers unused. Idempotent.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const pending = [...this.failPending];
+    this.failPending.clear();
+    for (const fail of pending) fail(new Error('the resolver closed'));
+    this.dns?.cancel();
+    this.clear();
   }
 
   /** Drop all cached answers. */

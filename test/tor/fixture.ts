@@ -213,13 +213,14 @@ class Node {
   ) {}
 }
 
-/** PIDs of tor processes to kill if this process exits before stop(). */
+/** PIDs of tor processes to kill, and state dirs to remove, if this process exits before stop(). */
 const live = new Set<number>();
+const liveDirs = new Set<string>();
 let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on('exit', () => {
+  const killAll = () => {
     for (const pid of live) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -227,7 +228,20 @@ function installExitHook(): void {
         /* already gone */
       }
     }
-  });
+    for (const d of liveDirs) fs.rmSync(d, { recursive: true, force: true });
+  };
+  process.on('exit', killAll);
+  // A signal that would end this process skips 'exit': kill the tors, then let the signal do what
+  // it would have done (re-raised with this handler removed). SIGKILL cannot be caught; then each
+  // tor notices its owning process is gone (__OwningControllerProcess) and exits by itself.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = () => {
+      killAll();
+      process.removeListener(sig, onSignal);
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.on(sig, onSignal);
+  }
 }
 
 function common(net0: string, n: string, dirAuthLines: string): string {
@@ -327,6 +341,7 @@ export async function startTorNetwork(opts: { timeoutMs?: number } = {}): Promis
   const gencert = which('tor-gencert')!;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'socksmith-tornet-'));
   fs.chmodSync(dir, 0o700);
+  liveDirs.add(dir);
   const nodes = new Map<string, Node>();
   let dns: TestDnsServer | undefined;
   let httpd: TornetHttp | undefined;
@@ -345,6 +360,7 @@ export async function startTorNetwork(opts: { timeoutMs?: number } = {}): Promis
     await dns?.close().catch(() => {});
     await httpd?.close().catch(() => {});
     fs.rmSync(dir, { recursive: true, force: true });
+    liveDirs.delete(dir);
   };
 
   const readLog = (n: string, file = 'notice.log') => {

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cosmiconfig, type Loader } from 'cosmiconfig';
 import { createJiti } from 'jiti';
 import { ConfigError, errorMessage } from '../errors.js';
@@ -39,7 +39,12 @@ let jitiInstance: ReturnType<typeof createJiti> | undefined;
 export function tsImporter(): ReturnType<typeof createJiti> {
   // moduleCache off: a reload (SIGHUP) must see edited files; fsCache off: nothing written to disk,
   // so read-only deployments work.
-  jitiInstance ??= createJiti(import.meta.url, { fsCache: false, moduleCache: false, interopDefault: true });
+  // Running from the TypeScript sources (bin/socksmith.js in a git checkout not built yet): a
+  // config's `import … from 'socksmith'` would resolve to dist/, which does not exist; point it
+  // at the sources instead.
+  const fromSource = import.meta.url.endsWith('.ts');
+  const alias = fromSource ? { socksmith: fileURLToPath(new URL('../index.ts', import.meta.url)) } : undefined;
+  jitiInstance ??= createJiti(import.meta.url, { fsCache: false, moduleCache: false, interopDefault: true, ...(alias ? { alias } : {}) });
   return jitiInstance;
 }
 

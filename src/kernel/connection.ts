@@ -19,9 +19,10 @@ import { UpstreamError } from '../errors.js';
 import { ConnectionContext, type Credentials, type SignalSource } from './context.js';
 import { EarlyData } from './early-data.js';
 import { channels } from './diagnostics.js';
-import { type DataInfo, type GreetingDecision, type Reply, type Takeover, isTapped } from './hooks.js';
+import { type DataInfo, type GreetingDecision, type HandshakeOutcome, type Reply, type Takeover, isTapped } from './hooks.js';
 import type { Kernel } from './kernel.js';
 import { relay } from './relay.js';
+import { logStreamClosed } from './access-log.js';
 
 type Phase = 'handshake' | 'request' | 'relay' | 'takeover' | 'closing' | 'closed';
 
@@ -107,6 +108,8 @@ export class Connection implements SignalSource {
   private upInfoObj: DataInfo | undefined;
   private downInfoObj: DataInfo | undefined;
   private closeWaiters: Array<() => void> | undefined;
+  /** How the handshake ended when no request came (set where it ends; default client_closed). */
+  private outcome: HandshakeOutcome | undefined;
 
   constructor(
     private readonly kernel: Kernel,
@@ -206,7 +209,7 @@ export class Connection implements SignalSource {
   /** @internal */
   handshakeTimeout(): void {
     if (this.phase === 'handshake' || this.phase === 'takeover') {
-      this.ctx.log.debug('handshake timeout');
+      this.outcome = 'timeout';
       this.finish();
     }
   }
@@ -228,7 +231,10 @@ export class Connection implements SignalSource {
           const decision = pending && (await pending);
           if (this.phase !== 'handshake') return;
           if (decision && 'takeover' in decision) return this.takeover(decision.takeover);
-          if (decision && 'reject' in decision) return this.endWith(undefined);
+          if (decision && 'reject' in decision) {
+            this.outcome = 'refused';
+            return this.endWith(undefined);
+          }
           continue;
         }
         const ev = this.hs.step(this.buf, this.off);
@@ -239,9 +245,11 @@ export class Connection implements SignalSource {
             return;
           case 'unknown-protocol':
             this.ctx.log.debug({ firstByte: ev.firstByte }, 'unknown protocol, closing');
+            this.outcome = 'protocol_error';
             return this.endWith(undefined);
           case 'error':
             this.ctx.log.debug({ err: ev.error.message, code: ev.error.code }, 'handshake error');
+            this.outcome = 'protocol_error';
             if (ev.reply) this.ctx.reply = this.hs.version === 4 ? Rep.GENERAL_FAILURE : ev.reply[1];
             return this.endWith(ev.reply);
           case 'greeting': {
@@ -259,7 +267,10 @@ export class Connection implements SignalSource {
             else method = defaultMethod(ev.greeting.methods);
             this.ctx.method = method;
             const bytes = this.hs.selectMethod(method);
-            if (method === Method.NO_ACCEPTABLE) return this.endWith(bytes);
+            if (method === Method.NO_ACCEPTABLE) {
+              this.outcome = 'refused';
+              return this.endWith(bytes);
+            }
             this.socket.write(bytes);
             break;
           }
@@ -271,7 +282,10 @@ export class Connection implements SignalSource {
             const accepted = verdict === true || (await verdict);
             if (this.phase !== 'handshake') return;
             const bytes = this.hs.authResult(accepted);
-            if (!accepted) return this.endWith(bytes);
+            if (!accepted) {
+              this.outcome = 'refused';
+              return this.endWith(bytes);
+            }
             this.socket.write(bytes);
             break;
           }
@@ -325,6 +339,7 @@ export class Connection implements SignalSource {
   private failHandshake(err: unknown): void {
     this.logHookError(err);
     if (this.phase !== 'handshake') return;
+    this.outcome = 'plugin_error';
     let bytes: Buffer | undefined;
     switch (this.hs.state) {
       case 'await-method-decision':
@@ -381,12 +396,16 @@ export class Connection implements SignalSource {
         this.ctx.credentials = credentials;
         return this.authenticate(credentials);
       },
-      finish: (bytes) => this.endWith(bytes),
+      finish: (bytes, outcome) => {
+        if (this.phase === 'takeover') this.outcome = outcome ?? 'takeover';
+        this.endWith(bytes);
+      },
     };
     Promise.resolve()
       .then(() => handler(takeover))
       .catch((err: unknown) => {
         this.logHookError(err);
+        if (!this.ctx.request) this.outcome = 'plugin_error';
         this.finish(err instanceof Error ? err : new Error(String(err)));
       });
   }
@@ -459,12 +478,15 @@ export class Connection implements SignalSource {
     const timer = setTimeout(onConnectTimeout, timeout, ac, timeout);
     let up: UpstreamStream;
     const connectStart = this.kernel.clock.now();
+    ctx.upstream ??= this.kernel.upstream.name;
     try {
       up = await this.kernel.upstream.connect(destination, ctx, { signal: ac.signal, early: ctx.optimisticData ? this.early : undefined });
     } catch (err) {
       if (this.isClosed()) return;
       const rep = repForError(err);
       const cause = (err as { cause?: unknown })?.cause;
+      // Under log.safeLogging the message (which names the destination) is reduced to its code.
+      ctx.failure = this.kernel.config.log.safeLogging ? String((err as { code?: unknown })?.code ?? 'connect failed') : errorMessage(err);
       if (hasCode(err, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(err);
       else if (hasCode(cause, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(cause);
       else ctx.log.debug({ err: errorMessage(err), rep: repName(rep) }, 'upstream connect failed');
@@ -614,6 +636,18 @@ export class Connection implements SignalSource {
     this.lingerTimer.unref?.();
   }
 
+  /** A connection closed before its request: a debug line and the `handshake ended` channel. */
+  private handshakeEnded(err: Error | undefined): void {
+    const outcome = this.outcome ?? 'client_closed';
+    if (this.kernel.logger.isLevelEnabled('debug')) {
+      this.kernel.logger.debug(
+        { conn: this.ctx.id, client: this.ctx.clientAddress, outcome, durationMs: Math.round(this.kernel.clock.now() - this.ctx.acceptedAt), ...(err ? { err: errorMessage(err) } : {}) },
+        'handshake ended without a request',
+      );
+    }
+    if (channels.handshakeEnded.hasSubscribers) channels.handshakeEnded.publish({ conn: this.ctx, outcome });
+  }
+
   /** The one teardown: idempotent, destroys both sockets, logs the access line. */
   finish(err?: Error): void {
     if (this.phase === 'closed') return;
@@ -636,22 +670,9 @@ export class Connection implements SignalSource {
     this.upstream?.stream.destroy();
     this.kernel.forget(this);
     const ctx = this.ctx;
-    if (ctx.request && this.kernel.logger.isLevelEnabled('info')) {
-      ctx.log.info(
-        {
-          client: ctx.clientAddress,
-          version: ctx.version,
-          command: commandName(ctx.request.command),
-          destination: this.kernel.config.log.safeLogging ? '[scrubbed]' : formatAddress(ctx.request.destination),
-          reply: ctx.reply === undefined ? undefined : repName(ctx.reply),
-          bytesUp: ctx.bytesUp,
-          bytesDown: ctx.bytesDown,
-          durationMs: Math.round(this.kernel.clock.now() - ctx.acceptedAt),
-          ...(err && wasRelaying ? { err: errorMessage(err) } : {}),
-        },
-        'stream closed',
-      );
-    }
+    if (ctx.request) {
+      if (this.kernel.logger.isLevelEnabled('info')) logStreamClosed(this.kernel, ctx, wasRelaying ? err : undefined);
+    } else this.handshakeEnded(err);
     if (channels.closed.hasSubscribers) channels.closed.publish({ conn: ctx, durationMs: this.kernel.clock.now() - ctx.acceptedAt });
     const waiters = this.closeWaiters;
     this.closeWaiters = undefined;

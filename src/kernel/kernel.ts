@@ -17,6 +17,7 @@ import type { Upstream } from '../upstream/types.js';
 import { Connection } from './connection.js';
 import type { ConnectionContext, ListenerInfo } from './context.js';
 import { type Hooks, isTapped } from './hooks.js';
+import { logConnectionRefused } from './access-log.js';
 import { channels } from './diagnostics.js';
 
 /** The kernel every plugin taps into. */
@@ -108,7 +109,7 @@ export class Kernel {
         verdict = false;
       }
       if (verdict === false) {
-        conn.ctx.log.debug({ client: conn.ctx.clientAddress }, 'connection refused on accept');
+        if (this.logger.isLevelEnabled('info')) logConnectionRefused(this, conn.ctx);
         if (channels.refused.hasSubscribers) channels.refused.publish({ reason: 'onAccept', clientAddress: address });
         socket.on('error', () => {});
         socket.destroy();

@@ -156,25 +156,23 @@ export async function loadPlugins(config: ResolvedConfig): Promise<LoadedPlugin[
 
 /** Load one plugin entry: its class (built-in or module), its validated options. */
 async function loadPlugin(entry: ResolvedConfig['plugins'][number], config: ResolvedConfig): Promise<LoadedPlugin> {
-  {
-    const key = `plugins.${entry.name}`;
-    let Class: unknown;
-    if (entry.builtin) {
-      Class = BUILTIN_CLASSES[entry.name as keyof typeof BUILTIN_CLASSES];
-      if (!Class) throw new ConfigError(key, 'built-in plugin is not available in this build');
-    } else {
-      Class = await loadDefaultExport(entry.module!, config.source.dir, `${key}.module`);
-      if (!isPluginClass(Class)) {
-        throw new ConfigError(
-          `${key}.module`,
-          `${entry.module} must export (default) a class with static meta = { name } and an apply(kernel) method (a CommonJS module's exports.default is accepted too); its default export is ${describeValue(Class)}`,
-          'SOCKSMITH_ERR_CONFIG_MODULE',
-        );
-      }
+  const key = `plugins.${entry.name}`;
+  let Class: unknown;
+  if (entry.builtin) {
+    Class = BUILTIN_CLASSES[entry.name as keyof typeof BUILTIN_CLASSES];
+    if (!Class) throw new ConfigError(key, 'built-in plugin is not available in this build');
+  } else {
+    Class = await loadDefaultExport(entry.module!, config.source.dir, `${key}.module`);
+    if (!isPluginClass(Class)) {
+      throw new ConfigError(
+        `${key}.module`,
+        `${entry.module} must export (default) a class with static meta = { name } and an apply(kernel) method (a CommonJS module's exports.default is accepted too); its default export is ${describeValue(Class)}`,
+        'SOCKSMITH_ERR_CONFIG_MODULE',
+      );
     }
-    const C = Class as PluginClass;
-    const file = entry.builtin ? undefined : moduleFile(entry.module!, config.source.dir);
-    const note = file ? secondCopyNote(file) : undefined;
-    return { name: entry.name, Class: C, options: validateOptions(C.meta.schema, entry.options, key), ...(file ? { file } : {}), ...(note ? { note } : {}) };
   }
+  const C = Class as PluginClass;
+  const file = entry.builtin ? undefined : moduleFile(entry.module!, config.source.dir);
+  const note = file ? secondCopyNote(file) : undefined;
+  return { name: entry.name, Class: C, options: validateOptions(C.meta.schema, entry.options, key), ...(file ? { file } : {}), ...(note ? { note } : {}) };
 }

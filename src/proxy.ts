@@ -7,6 +7,7 @@ import 'reflect-metadata';
 import fs from 'node:fs';
 import net from 'node:net';
 import { readProxyHeader } from './kernel/proxy-protocol.js';
+import { discard, release } from './kernel/socket-owner.js';
 import { Metrics } from './metrics/metrics.js';
 import { type MetricsServer, startMetricsServer } from './metrics/server.js';
 import type { DependencyContainer } from 'tsyringe';
@@ -52,7 +53,7 @@ async function removeStaleSocket(file: string): Promise<void> {
       probe.destroy();
       resolve(true);
     });
-    probe.once('error', () => resolve(false));
+    probe.on('error', () => resolve(false));
   });
   if (!alive) fs.unlinkSync(file);
 }
@@ -219,7 +220,8 @@ export class SocksmithProxy {
 
   /**
    * Refuse to become an open proxy by accident: a listener on a non-loopback address needs a
-   * plugin that restricts clients (auth, a client ACL) or `allowOpenProxy: true`.
+   * plugin that restricts clients (auth, a client ACL admitting only loopback and private
+   * networks) or `allowOpenProxy: true`. A client ACL that lets the public in is named as the fault.
    */
   private static checkOpenProxy(g: Generation): void {
     if (g.config.allowOpenProxy) return;
@@ -227,6 +229,14 @@ export class SocksmithProxy {
     if (guarded) return;
     for (const [i, l] of g.config.listen.entries()) {
       if (l.host !== undefined && !isLoopbackHost(l.host)) {
+        for (const p of g.plugins) {
+          const problem = p.instance.openProxyProblem?.();
+          if (!problem) continue;
+          throw new ConfigError(
+            problem.key,
+            `${problem.reason}, and listen.${i}.host ${l.host} is not a loopback address: this would be an open proxy. Admit only loopback and private networks (end the list with "reject *"), enable the auth plugin, or set allowOpenProxy: true if that is really intended`,
+          );
+        }
         throw new ConfigError(
           `listen.${i}.host`,
           `${l.host} is not a loopback address, and no plugin restricts who may connect: this would be an open proxy. Enable the auth plugin or a policy client ACL, or set allowOpenProxy: true if that is really intended`,
@@ -385,12 +395,16 @@ export class SocksmithProxy {
    * socket's for everything downstream (limits, onAccept, isolation, logs).
    */
   private acceptProxied(socket: net.Socket, info: ListenerInfo, trusted: net.BlockList): void {
-    socket.on('error', () => {});
+    // Its one permanent error listener, at once: no owner while the header is read (readProxyHeader
+    // fails on an error by itself); the connection adopts it, and a held error reaches it then.
+    release(socket);
     const peer = socket.remoteAddress ?? '';
     const family = net.isIPv6(peer) ? 'ipv6' : 'ipv4';
     if (!trusted.check(peer, family)) {
-      this.logger.warn({ peer }, 'PROXY protocol listener: connection from an untrusted address, closed');
-      socket.destroy();
+      // Batched like the connection-limit refusals: a flood from an untrusted peer is one warn
+      // line a second, with the count and the latest peer.
+      this.current.kernel.noteRefusal('PROXY protocol listener: connections from an untrusted address closed', { peer });
+      discard(socket);
       return;
     }
     readProxyHeader(socket, this.current.config.timeouts.handshake).then(
@@ -400,7 +414,7 @@ export class SocksmithProxy {
       },
       (err: unknown) => {
         this.logger.warn({ peer, err: errorMessage(err) }, 'PROXY protocol header missing or invalid, closed');
-        socket.destroy();
+        discard(socket);
       },
     );
   }

@@ -8,8 +8,12 @@
  * - HTTP CONNECT (http-detect tunnel mode): `Proxy-Authorization: Basic base64(user:pass)`.
  * - A stream that reaches `onRequest` without this plugin's acceptance is refused with REP 02.
  *
+ * Verifications take turns per client address (round-robin, at most 64 waiting per address), and
+ * an unknown username is hashed at the cost most users have.
+ *
  * The users file is watched and reloaded on change; a file that fails to parse keeps the users
- * already loaded. Passwords (and the raw Proxy-Authorization header) are never logged; the
+ * already loaded, and one with no users replacing one with users is installed only if it stays
+ * so for {@link EMPTY_SETTLE_MS}. Passwords (and the raw Proxy-Authorization header) are never logged; the
  * username is, at info level, when a login fails.
  * @packageDocumentation
  */
@@ -48,11 +52,26 @@ const PLUGIN_NAME = 'auth';
 const RELOAD_DEBOUNCE_MS = 100;
 
 /**
+ * A file that parses but has no users, replacing one that had some, is installed only if it still
+ * has none this long after it was first seen: `>`-style rewrites truncate first and write later,
+ * and installing the truncated moment would refuse every login until the write lands.
+ */
+export const EMPTY_SETTLE_MS = 1000;
+
+/**
  * At most this many scrypt computations at once. Each one holds a libuv thread-pool thread (and
  * 128·N·r bytes), so a burst of logins must not starve file and DNS work; logins beyond it wait
- * in turn, and a waiting login whose client went away is dropped without hashing.
+ * their turn (one queue per client address, served round-robin), and a waiting login whose
+ * client went away is dropped without hashing.
  */
 const MAX_CONCURRENT_VERIFY = 2;
+
+/**
+ * At most this many logins from one client address waiting or being hashed at once; one more is
+ * refused (`01 01`, HTTP 407) without hashing. A browser opens at most 32 connections to one
+ * proxy at a time (Chromium's and Firefox's per-proxy limits), so honest clients stay below it.
+ */
+export const MAX_LOGINS_PER_CLIENT = 64;
 
 /** Larger users files are refused (a users file is small; this bounds a mistake such as pointing at a log). */
 const MAX_FILE_BYTES = 16 * 1024 * 1024;
@@ -77,24 +96,73 @@ function describeProblems(problems: readonly UsersFileProblem[]): string[] {
   return problems.map((p) => `line ${p.line}: ${p.message}`);
 }
 
-/** Runs at most `max` tasks at once, in arrival order; skips tasks whose signal aborted while waiting. */
-class TurnQueue {
+/** What {@link FairTurnQueue.run} returns for a client already at its cap. */
+const OVER_CAP = Symbol('over cap');
+
+/**
+ * Runs at most `max` tasks at once. Waiting tasks queue per client (FIFO within a client) and the
+ * clients take turns (round-robin), so a client flooding logins gets one turn per round like
+ * every other waiting client instead of a place in one long line; a client with `maxPerClient`
+ * tasks waiting or running gets {@link OVER_CAP}. Tasks whose signal aborted while waiting are
+ * skipped without running.
+ */
+export class FairTurnQueue {
   private active = 0;
-  private readonly waiting: Array<() => void> = [];
+  /** Waiting turns by client; Map order is the round-robin order (a served client moves to the back). */
+  private readonly waiting = new Map<string, Array<() => void>>();
+  /** Tasks waiting or running, by client. */
+  private readonly held = new Map<string, number>();
 
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    private readonly maxPerClient: number,
+  ) {}
 
-  async run<T>(signal: AbortSignal, task: () => Promise<T>): Promise<T | undefined> {
-    if (this.active < this.max) this.active++;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve)); // the slot is handed over by release()
+  /** Tasks waiting for a turn (all clients). */
+  get waitingCount(): number {
+    let n = 0;
+    for (const q of this.waiting.values()) n += q.length;
+    return n;
+  }
+
+  async run<T>(client: string, signal: AbortSignal, task: () => Promise<T>): Promise<T | undefined | typeof OVER_CAP> {
+    const held = this.held.get(client) ?? 0;
+    if (held >= this.maxPerClient) return OVER_CAP;
+    this.held.set(client, held + 1);
     try {
-      if (signal.aborted) return undefined;
-      return await task();
+      if (this.active < this.max) this.active++;
+      else
+        await new Promise<void>((resolve) => {
+          // The slot is handed over by release().
+          const q = this.waiting.get(client);
+          if (q) q.push(resolve);
+          else this.waiting.set(client, [resolve]);
+        });
+      try {
+        if (signal.aborted) return undefined;
+        return await task();
+      } finally {
+        this.release();
+      }
     } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
+      const n = (this.held.get(client) ?? 1) - 1;
+      if (n <= 0) this.held.delete(client);
+      else this.held.set(client, n);
     }
+  }
+
+  /** Hand the slot to the first waiting task of the next client in turn, or free it. */
+  private release(): void {
+    const first = this.waiting.entries().next();
+    if (first.done) {
+      this.active--;
+      return;
+    }
+    const [client, q] = first.value;
+    const next = q.shift()!;
+    this.waiting.delete(client);
+    if (q.length > 0) this.waiting.set(client, q); // to the back of the round
+    next();
   }
 }
 
@@ -112,7 +180,7 @@ export class AuthPlugin implements SocksmithPlugin {
   private table: UsersTable | undefined;
   /** Connections this plugin accepted; `onRequest` refuses the others. */
   private readonly accepted = new WeakSet<ConnectionContext>();
-  private readonly queue = new TurnQueue(MAX_CONCURRENT_VERIFY);
+  private readonly queue = new FairTurnQueue(MAX_CONCURRENT_VERIFY, MAX_LOGINS_PER_CLIENT);
   private watcher: fs.FSWatcher | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
@@ -124,6 +192,9 @@ export class AuthPlugin implements SocksmithPlugin {
   private lastReadError: string | undefined;
   private reloading: Promise<void> | undefined;
   private reloadAgain = false;
+  /** When a version without users was first seen while users were loaded (see {@link EMPTY_SETTLE_MS}). */
+  private emptySince: number | undefined;
+  private settleTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   // The constructor only stores: the file is read in apply(), watched from start().
@@ -169,8 +240,8 @@ export class AuthPlugin implements SocksmithPlugin {
     });
 
     // Defence in depth: a stream reaches its request only after this plugin accepted it. This
-    // catches HTTP CONNECT without Proxy-Authorization (http-detect then skips onAuth) and any
-    // path where an earlier tap chose method 00.
+    // catches any path that skipped onAuth (http-detect runs it for every CONNECT, header or
+    // not) and any where an earlier tap chose method 00.
     kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async (conn) => {
       if (this.accepted.has(conn)) return undefined;
       conn.log.info({ protocol: conn.protocol }, 'auth: request without authentication refused');
@@ -219,9 +290,13 @@ export class AuthPlugin implements SocksmithPlugin {
     }
   }
 
-  /** One scrypt verification, in turn with the others. */
+  /** One scrypt verification, in turn with the others (round-robin over client addresses). */
   private async verify(conn: ConnectionContext, table: UsersTable, source: Credentials['source'], username: Buffer, password: Buffer): Promise<boolean> {
-    const user = await this.queue.run(conn.signal, () => verifyUser(table, username, password));
+    const user = await this.queue.run(conn.clientAddress, conn.signal, () => verifyUser(table, username, password));
+    if (user === OVER_CAP) {
+      conn.log.info({ client: conn.clientAddress, source, max: MAX_LOGINS_PER_CLIENT }, 'auth: too many logins waiting from this address; refused without hashing');
+      return false;
+    }
     if (conn.signal.aborted) return false; // the client went away while waiting for its turn
     if (user) {
       conn.log.debug({ user: user.username, source }, 'auth: accepted');
@@ -265,6 +340,13 @@ export class AuthPlugin implements SocksmithPlugin {
     const weak = [...table.users.values()].filter((u) => u.hash.N * u.hash.r < DEFAULT_SCRYPT_PARAMS.N * DEFAULT_SCRYPT_PARAMS.r).length;
     this.log.info({ plugin: PLUGIN_NAME, file: this.file, users: table.users.size }, message);
     if (weak > 0) this.log.warn({ plugin: PLUGIN_NAME, file: this.file, users: weak }, 'auth: some users have scrypt costs below N=16384, r=8');
+    if (table.costs > 1) {
+      const d = table.dummy;
+      this.log.warn(
+        { plugin: PLUGIN_NAME, file: this.file, costs: table.costs, unknownUserCost: `N=${d.N},r=${d.r},p=${d.p}` },
+        'auth: users have different scrypt costs; a failed login takes as long as for most users, so the time of one can tell the others apart (rehash them to one cost)',
+      );
+    }
   }
 
   async start(): Promise<void> {
@@ -356,9 +438,33 @@ export class AuthPlugin implements SocksmithPlugin {
     this.lastReadError = undefined;
     if (text === this.lastText) {
       this.signature = sig; // touched or rewritten with the same content
+      this.endSettle();
       return false;
     }
     const parsed = parseUsersFile(text);
+    if (parsed.ok && parsed.table.users.size === 0 && this.userCount > 0) {
+      // Truncated, perhaps about to be written: keep the users until it has stayed empty.
+      const now = Date.now();
+      if (this.emptySince === undefined) {
+        this.emptySince = now;
+        this.log.warn(
+          { plugin: PLUGIN_NAME, file: this.file, users: this.userCount, settleMs: EMPTY_SETTLE_MS },
+          'auth: users file has no users; keeping the users loaded and reading it again before accepting that',
+        );
+      }
+      if (now - this.emptySince < EMPTY_SETTLE_MS) {
+        this.signature = sig;
+        if (!this.settleTimer) {
+          this.settleTimer = setTimeout(() => {
+            this.settleTimer = undefined;
+            this.runReload();
+          }, EMPTY_SETTLE_MS - (now - this.emptySince));
+          this.settleTimer.unref();
+        }
+        return false;
+      }
+    }
+    this.endSettle();
     if (!parsed.ok) {
       this.lastText = text;
       this.signature = sig;
@@ -372,12 +478,20 @@ export class AuthPlugin implements SocksmithPlugin {
     return true;
   }
 
+  /** Forget a version without users seen earlier (the file has users again, or it stayed empty). */
+  private endSettle(): void {
+    this.emptySince = undefined;
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.settleTimer = undefined;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     this.watcher?.close();
     this.watcher = undefined;
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (this.debounceTimer) clearTimeout(this.debounceTimer);
+    this.endSettle();
     this.pollTimer = undefined;
     this.debounceTimer = undefined;
     await this.reloading;

@@ -48,10 +48,13 @@ export interface UsersTable {
   /** Users keyed by their name's UTF-8 bytes read as latin1 (one char per byte, so raw client bytes look up directly). */
   readonly users: ReadonlyMap<string, UserEntry>;
   /**
-   * A hash no password matches, with the cost of the file's first entry: an unknown username is
-   * checked against it, so a login costs the same whether the name exists or not.
+   * A hash no password matches, with the cost (N, r, p, key and salt length) most users of the
+   * file have (a tie goes to the higher cost): an unknown username is checked against it, so a
+   * failed login for a name that does not exist costs what one for a real user does.
    */
   readonly dummy: PasswordHash;
+  /** Number of distinct costs in the file (above 1, a login's time tells some users apart). */
+  readonly costs: number;
 }
 
 /** One problem found while parsing. */
@@ -100,10 +103,14 @@ export const MAX_USERNAME_BYTES = 255;
 export const USER_FLAGS = ['socks4'] as const;
 
 /**
- * Number of scrypt computations so far, for tests: proves an unknown username still costs one
- * scrypt (timing cannot be asserted reliably, but the work done can).
+ * Number of scrypt computations so far and the cost of the last one, for tests: proves an unknown
+ * username still costs one scrypt of a real user's cost (timing cannot be asserted reliably, but
+ * the work done can).
  */
-export const scryptStats = { calls: 0 };
+export const scryptStats: { calls: number; last: { N: number; r: number; p: number; keyLength: number; saltLength: number } | undefined } = {
+  calls: 0,
+  last: undefined,
+};
 
 /** A malformed hash string or users-file line. */
 export class UsersFileSyntaxError extends Error {
@@ -239,14 +246,37 @@ export function parseUsersFile(text: string): UsersFileParse {
     }
   }
   if (problems.length > 0) return { ok: false, problems };
-  const first = users.values().next().value as UserEntry | undefined;
-  const dummy = first ? dummyHash(first.hash, first.hash.key.length, first.hash.salt.length) : dummyHash();
-  return { ok: true, table: { users, dummy } };
+  const { cost, costs } = commonCost(users.values());
+  const dummy = cost ? dummyHash(cost, cost.key.length, cost.salt.length) : dummyHash();
+  return { ok: true, table: { users, dummy, costs } };
+}
+
+/**
+ * The cost most entries share (N, r, p, key length, salt length; a tie goes to the higher N·r·p),
+ * and how many distinct costs there are. The dummy hash of unknown users takes that cost: with
+ * the first entry's instead, one cheap line at the top made every unknown name answer fast.
+ */
+function commonCost(entries: Iterable<UserEntry>): { cost: PasswordHash | undefined; costs: number } {
+  const count = new Map<string, { hash: PasswordHash; n: number }>();
+  for (const e of entries) {
+    const h = e.hash;
+    const k = `${h.N},${h.r},${h.p},${h.key.length},${h.salt.length}`;
+    const c = count.get(k);
+    if (c) c.n++;
+    else count.set(k, { hash: h, n: 1 });
+  }
+  let best: { hash: PasswordHash; n: number } | undefined;
+  for (const c of count.values()) {
+    const work = (h: PasswordHash) => h.N * h.r * h.p;
+    if (!best || c.n > best.n || (c.n === best.n && work(c.hash) > work(best.hash))) best = c;
+  }
+  return { cost: best?.hash, costs: count.size };
 }
 
 /** scrypt as a promise, counted, with `maxmem` sized to the (already bounded) parameters. */
 function deriveKey(password: Buffer, h: PasswordHash): Promise<Buffer> {
   scryptStats.calls++;
+  scryptStats.last = { N: h.N, r: h.r, p: h.p, keyLength: h.key.length, saltLength: h.salt.length };
   return new Promise((resolve, reject) => {
     scryptCallback(password, h.salt, h.key.length, { N: h.N, r: h.r, p: h.p, maxmem: 256 * h.N * h.r + 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key)));
   });

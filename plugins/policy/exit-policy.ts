@@ -298,3 +298,81 @@ export function canReject(rules: readonly PolicyRule[]): boolean {
   }
   return false;
 }
+
+/** An inclusive range of addresses of one family, as integers. */
+type Span = readonly [bigint, bigint];
+
+/** The addresses of a network as an integer range. */
+function spanOf([ip, bits]: Network): { family: 4 | 6; span: Span } {
+  const bytes = ip.toByteArray();
+  let v = 0n;
+  for (const b of bytes) v = (v << 8n) | BigInt(b);
+  const host = BigInt(bytes.length * 8 - bits);
+  const start = (v >> host) << host;
+  return { family: ip.kind() === 'ipv4' ? 4 : 6, span: [start, start + (1n << host) - 1n] };
+}
+
+/** The ranges a rule matches (ports aside), by family. */
+function spansOf(rule: PolicyRule): Array<{ family: 4 | 6; span: Span }> {
+  if (rule.networks) return rule.networks.map(spanOf);
+  const whole = (f: 4 | 6) => ({ family: f, span: [0n, (1n << (f === 4 ? 32n : 128n)) - 1n] as Span });
+  return rule.family === 0 ? [whole(4), whole(6)] : [whole(rule.family)];
+}
+
+/** `set` minus `r`. */
+function subtract(set: readonly Span[], [a, b]: Span): Span[] {
+  const out: Span[] = [];
+  for (const [s, e] of set) {
+    if (e < a || s > b) out.push([s, e]);
+    else {
+      if (s < a) out.push([s, a - 1n]);
+      if (e > b) out.push([b + 1n, e]);
+    }
+  }
+  return out;
+}
+
+/** The lowest address in both `set` and `r`, if any. */
+function firstCommon(set: readonly Span[], [a, b]: Span): bigint | undefined {
+  let best: bigint | undefined;
+  for (const [s, e] of set) {
+    if (e < a || s > b) continue;
+    const lo = s > a ? s : a;
+    if (best === undefined || lo < best) best = lo;
+  }
+  return best;
+}
+
+function formatAddressNumber(family: 4 | 6, v: bigint): string {
+  const n = family === 4 ? 4 : 16;
+  const bytes: number[] = [];
+  for (let i = n - 1; i >= 0; i--) bytes.push(Number((v >> BigInt(i * 8)) & 0xffn));
+  const ip = ipaddr.fromByteArray(bytes);
+  return family === 4 ? ip.toString() : `[${ip.toString()}]`;
+}
+
+/**
+ * Does a client ACL admit anyone outside loopback and the private networks
+ * ({@link PRIVATE_NETWORKS})? Ports are ignored, as for clients. Rules are walked in order over
+ * the set of public addresses not yet decided: an `accept` that meets it admits the public; a
+ * `reject` removes what it matches; what is left at the end is accepted (no rule matched).
+ * Returns the lowest public address admitted, as an example, or `undefined` when only loopback
+ * and private clients can get in.
+ */
+export function admittedPublicAddress(rules: readonly PolicyRule[]): string | undefined {
+  let open: Record<4 | 6, Span[]> = { 4: [[0n, (1n << 32n) - 1n]], 6: [[0n, (1n << 128n) - 1n]] };
+  for (const n of PRIVATE) {
+    const { family, span } = spanOf(n);
+    open[family] = subtract(open[family], span);
+  }
+  for (const rule of rules) {
+    for (const { family, span } of spansOf(rule)) {
+      if (rule.action === 'accept') {
+        const hit = firstCommon(open[family], span);
+        if (hit !== undefined) return formatAddressNumber(family, hit);
+      } else open = { ...open, [family]: subtract(open[family], span) };
+    }
+  }
+  for (const family of [4, 6] as const) if (open[family].length > 0) return formatAddressNumber(family, open[family][0]![0]);
+  return undefined;
+}

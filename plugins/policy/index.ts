@@ -2,8 +2,8 @@
  * `policy`: who may connect and where streams may go, with Tor's syntax and Tor's flags.
  *
  * - **Client ACL** (`clients`, Tor's SocksPolicy): refused clients are closed before any byte
- *   (`onAccept`). Makes `restrictsClients()` true, so socksmith may listen on a non-loopback
- *   address.
+ *   (`onAccept`). When it admits only loopback and private addresses, `restrictsClients()` is
+ *   true, so socksmith may listen on a non-loopback address.
  * - **Destination policy** (`destinations`, Tor's exit-policy syntax): IP-literal destinations
  *   are checked on the request (`onRequest`, CONNECT); names are checked on the addresses they
  *   resolve to when the `direct` upstream connects (`onResolve`), so a name that resolves into a
@@ -30,7 +30,7 @@ import { formatAddress } from '../../src/protocol/address.js';
 import type { SocksRequest } from '../../src/protocol/codec.js';
 import { Command, Rep } from '../../src/protocol/constants.js';
 import { isOnionName } from '../../src/protocol/names.js';
-import { type PolicyRule, canReject, checkPolicy, isPrivateAddress, parseIp, parsePolicy } from './exit-policy.js';
+import { type PolicyRule, admittedPublicAddress, canReject, checkPolicy, isPrivateAddress, parseIp, parsePolicy } from './exit-policy.js';
 import { PolicyOptionsSchema, type PolicyOptions } from './schema.js';
 
 export type { PolicyOptions } from './schema.js';
@@ -97,11 +97,20 @@ export class PolicyPlugin implements SocksmithPlugin {
   }
 
   /**
-   * True when the client ACL can refuse someone. A list of `accept` rules alone refuses nobody
-   * (unmatched clients are accepted, as in Tor), so it does not count.
+   * True when the client ACL admits only loopback and private addresses ({@link PRIVATE_NETWORKS}
+   * in exit-policy.ts). Rules that merely can refuse someone (`reject 192.0.2.99`, or
+   * `accept 0.0.0.0/0` before `reject *`) still let the public in, so they do not count.
    */
   restrictsClients(): boolean {
-    return canReject(this.clients);
+    return this.clients.length > 0 && admittedPublicAddress(this.clients) === undefined;
+  }
+
+  /** Why the client ACL does not keep the public out, for the open-proxy check; `undefined` without one. */
+  openProxyProblem(): { key: string; reason: string } | undefined {
+    if (this.clients.length === 0) return undefined;
+    const example = admittedPublicAddress(this.clients);
+    if (example === undefined) return undefined;
+    return { key: `plugins.${PLUGIN_NAME}.clients`, reason: `admits clients outside loopback and private networks (e.g. ${example})` };
   }
 
   apply(kernel: Kernel): void {
@@ -232,7 +241,7 @@ export class PolicyPlugin implements SocksmithPlugin {
       if (!want4 && !want6) throw new ResolveError(`${query.name}: no address family allowed for this lookup (NoIPv4Traffic / IPv6Traffic)`);
       family = want4 && want6 ? 0 : want4 ? 4 : 6;
     }
-    const answer = await kernel.resolver.lookup(query.name, { family, partition: conn?.isolationKey ?? '' });
+    const answer = await kernel.resolver.lookup(query.name, { family, partition: conn?.isolationKey ?? '', client: conn?.clientAddress });
     let kept = answer.map((a) => ({ a, ip: parseIp(a.address) })).filter((x): x is { a: ResolvedAddress; ip: ipaddr.IPv4 | ipaddr.IPv6 } => x.ip !== undefined);
     const log = conn?.log ?? kernel.logger;
     const dropped = (what: string, before: typeof kept) => {

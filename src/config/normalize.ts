@@ -111,12 +111,13 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
       timeout: resolver.timeout ?? DEFAULTS.resolver.timeout,
       tries: resolver.tries ?? DEFAULTS.resolver.tries,
       maxPending: resolver.maxPending ?? DEFAULTS.resolver.maxPending,
+      maxPendingPerClient: resolver.maxPendingPerClient ?? defaultPendingPerClient(resolver.maxPending ?? DEFAULTS.resolver.maxPending),
       cache: { ...DEFAULTS.resolver.cache, ...resolver.cache },
     },
     upstream: collect(errors, { type: 'direct' } as UpstreamConfig, () => normalizeUpstream(input.upstream, source.dir)),
     plugins: normalizePlugins(input.plugins, source.dir, errors),
     timeouts: { ...DEFAULTS.timeouts, ...input.timeouts },
-    limits: { ...DEFAULTS.limits, ...input.limits },
+    limits: { ...DEFAULTS.limits, ...input.limits, perClientCountsLoopback: input.limits?.maxConnectionsPerClient !== undefined },
     log: { level: input.log?.level ?? DEFAULTS.log.level, safeLogging: input.log?.safeLogging ?? false },
     metrics: input.metrics,
     workers: resolveWorkers(input.workers),
@@ -126,6 +127,15 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
   cfg.listen.forEach((l, i) => collect(errors, undefined, () => checkListener(l, `listen.${i}`, source.dir)));
   if (errors.length > 0) throw ConfigError.all(errors);
   return deepFreeze(cfg);
+}
+
+/**
+ * The default share of `resolver.maxPending` one client address may hold: a quarter (64 of the
+ * default 256), at least 1. So a single client can never take more than a quarter of the
+ * lookups in flight, and at least four addresses are needed to exhaust the budget.
+ */
+export function defaultPendingPerClient(maxPending: number): number {
+  return Math.max(1, Math.floor(maxPending / 4));
 }
 
 /** `workers` as a number: `'auto'` is one per CPU the process may use. */

@@ -59,6 +59,14 @@ export const ResolverSchema = obj(
     maxPending: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 100000, description: 'Most lookups in flight at once (distinct names; identical ones share one query). More fail at once with REP 01. Default 256.' }),
     ),
+    maxPendingPerClient: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100000,
+        description:
+          "Most of those lookups one client address may have in flight at once; more of its lookups fail at once with REP 01 (RESOLVE: 04), while other clients' still run. Default: a quarter of maxPending (64), at least 1.",
+      }),
+    ),
     cache: Type.Optional(
       obj(
         {
@@ -132,7 +140,7 @@ export const ConfigSchema = obj(
     allowOpenProxy: Type.Optional(
       Type.Boolean({
         description:
-          'Allow listening on a non-loopback address with no plugin that keeps unknown clients out (auth, or a policy client ACL). Without it socksmith refuses to start an open proxy. Default false.',
+          'Allow listening on a non-loopback address with no plugin that keeps unknown clients out (auth, or a policy client ACL admitting only loopback and private networks). Without it socksmith refuses to start an open proxy. Default false.',
       }),
     ),
     resolver: Type.Optional(ResolverSchema),
@@ -163,10 +171,10 @@ export const ConfigSchema = obj(
       obj(
         {
           maxConnections: Type.Optional(
-            Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Most client connections open at once over all listeners; more are closed at accept, without a byte. Default 10000 (each tunnel holds two file descriptors).' }),
+            Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Most client connections open at once over all listeners; one more first closes the oldest connection still in its handshake, else it is closed at accept, without a byte. Default 10000 (each tunnel holds two file descriptors).' }),
           ),
           maxConnectionsPerClient: Type.Optional(
-            Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'Most connections open at once from one client IP address; more are closed at accept. 0 = no limit. Default 1024.' }),
+            Type.Integer({ minimum: 0, maximum: 1_000_000, description: "Most connections open at once from one client IP address; one more first closes that address's oldest connection still in its handshake, else it is closed at accept. 0 = no limit. Default 1024, not counting loopback clients (127.0.0.0/8, ::1) unless this key is set." }),
           ),
           handshakeBuffer: Type.Optional(
             Type.Integer({ minimum: 520, maximum: 65536, description: "Bytes buffered before the handshake completes; above it the client is paused until the handshake catches up (Tor's window is 512). Default 1024." }),

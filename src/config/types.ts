@@ -24,6 +24,8 @@ export interface ResolvedResolverConfig {
   readonly timeout: number;
   readonly tries: number;
   readonly maxPending: number;
+  /** Most of `maxPending` one client address may hold (default: a quarter of `maxPending`, at least 1). */
+  readonly maxPendingPerClient: number;
   readonly cache: {
     readonly maxEntries: number;
     readonly maxTtl: number;
@@ -52,6 +54,12 @@ export interface ResolvedConfig {
   readonly limits: {
     readonly maxConnections: number;
     readonly maxConnectionsPerClient: number;
+    /**
+     * Whether `maxConnectionsPerClient` counts loopback clients (127.0.0.0/8, ::1) too: true when
+     * the config sets `limits.maxConnectionsPerClient`, false with the default (every local
+     * program is one loopback client).
+     */
+    readonly perClientCountsLoopback: boolean;
     readonly handshakeBuffer: number;
     readonly earlyData: number;
   };

@@ -7,11 +7,12 @@
  * @packageDocumentation
  */
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { PluginHookError, errorMessage, hasCode } from '../errors.js';
-import { type SocksAddress, ZERO_ADDRESS, formatAddress } from '../protocol/address.js';
+import { type SocksAddress, ZERO_ADDRESS } from '../protocol/address.js';
 import type { SocksRequest } from '../protocol/codec.js';
 import { encodeSocks4Reply, encodeSocks5Reply } from '../protocol/codec.js';
-import { Command, Method, Rep, Socks4Rep, collapseRep, commandName, repName } from '../protocol/constants.js';
+import { Command, Method, Rep, Socks4Rep, collapseRep, repName } from '../protocol/constants.js';
 import { ServerHandshake, socks4Rejection, socks5ErrorReply } from '../protocol/server-handshake.js';
 import { repForError } from '../upstream/errors.js';
 import type { UpstreamStream } from '../upstream/types.js';
@@ -23,11 +24,18 @@ import { type DataInfo, type GreetingDecision, type HandshakeOutcome, type Reply
 import type { Kernel } from './kernel.js';
 import { relay } from './relay.js';
 import { logStreamClosed } from './access-log.js';
+import { type SocketOwner, DISCARD, adopt, discard as discardSocket, resetOrDestroy } from './socket-owner.js';
 
 type Phase = 'handshake' | 'request' | 'relay' | 'takeover' | 'closing' | 'closed';
 
 /** Abort reason when a connection is torn down (one shared object: no allocation per connection). */
 const CLIENT_GONE = new UpstreamError(Rep.GENERAL_FAILURE, 'client connection closed');
+
+/**
+ * Why a tunnel is cut by the proxy itself (drain deadline, second signal). Both sides are reset,
+ * as for an ECONNRESET, so neither peer takes the cut for a clean end of the stream.
+ */
+const TUNNEL_CUT = Object.assign(new Error('tunnel cut at shutdown (drain deadline or second signal)'), { code: 'SOCKSMITH_TUNNEL_CUT' });
 
 /** How long a connection that was answered and ended may linger for the client to read and close. */
 const LINGER_MS = 5000;
@@ -45,9 +53,6 @@ type ClientSocket = Socket & { [kConn]?: Connection };
 // every open tunnel and allocations on every accept (docs/performance.md).
 function onClientData(this: ClientSocket, chunk: Buffer): void {
   this[kConn]!.handshakeData(chunk);
-}
-function onClientError(this: ClientSocket, err: Error): void {
-  this[kConn]!.socketError(err);
 }
 function onClientClose(this: ClientSocket): void {
   this[kConn]!.socketClose();
@@ -88,7 +93,7 @@ function encodeReplyV4(reply: Reply, request: SocksRequest): Buffer {
 }
 
 /** One client connection. */
-export class Connection implements SignalSource {
+export class Connection implements SignalSource, SocketOwner {
   readonly ctx: ConnectionContext;
   private phase: Phase = 'handshake';
   private readonly hs = new ServerHandshake();
@@ -100,6 +105,8 @@ export class Connection implements SignalSource {
   private lingerTimer: NodeJS.Timeout | undefined;
   private early: EarlyData | undefined;
   private upstream: UpstreamStream | undefined;
+  /** An error of the upstream socket after it connected and before the relay took it. */
+  private upstreamError: Error | undefined;
   /** Created on first use of `ctx.signal`; aborted by the teardown. */
   private abort: AbortController | undefined;
   /** The connect in progress, aborted directly by the teardown. */
@@ -118,6 +125,8 @@ export class Connection implements SignalSource {
   ) {
     this.ctx = new ConnectionContext({ ...ctxInit, signal: this });
     socket[kConn] = this;
+    // The client socket's owner from here to the relay (docs/architecture.md, "Socket ownership").
+    adopt(socket, this);
   }
 
   /** The teardown signal, created on first use of `ctx.signal`. @internal */
@@ -137,7 +146,6 @@ export class Connection implements SignalSource {
   start(initial?: Buffer): void {
     const s = this.socket;
     s.on('data', onClientData);
-    s.on('error', onClientError);
     s.on('close', onClientClose);
     s.on('end', onClientEndEarly);
     this.handshakeTimer = setTimeout(onHandshakeTimeout, this.kernel.config.timeouts.handshake, this);
@@ -195,10 +203,21 @@ export class Connection implements SignalSource {
     if (this.phase === 'handshake' && !this.processing) this.finish();
   }
 
-  /** @internal */
-  socketError(err: Error): void {
-    this.ctx.log.debug({ err: errorMessage(err) }, 'client socket error');
-    this.finish(err);
+  /**
+   * @internal An error on a socket this connection owns: the client socket until the relay, the
+   * upstream socket between its connect and the relay.
+   */
+  socketError(socket: Duplex, err: Error): void {
+    if (socket === this.socket) {
+      this.ctx.log.debug({ err: errorMessage(err) }, 'client socket error');
+      this.finish(err);
+      return;
+    }
+    // The upstream failed after it connected, while onReply runs: the client gets the failure's
+    // reply instead of a success (connect() checks once onReply is done).
+    this.ctx.log.debug({ err: errorMessage(err) }, 'upstream socket error before the relay');
+    if (this.phase === 'request') this.upstreamError ??= err;
+    else this.finish(err);
   }
 
   /** @internal */
@@ -433,6 +452,7 @@ export class Connection implements SignalSource {
     ctx.request = request;
     ctx.destination = request.destination;
     this.phase = 'request';
+    this.kernel.handshakeDone(this);
     if (channels.request.hasSubscribers) channels.request.publish({ conn: ctx, handshakeMs: this.kernel.clock.now() - ctx.acceptedAt });
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.early = new EarlyData(this.kernel.config.limits.earlyData, this.socket);
@@ -498,9 +518,11 @@ export class Connection implements SignalSource {
       this.connectAbort = undefined;
     }
     if (this.isClosed()) {
-      up.stream.destroy();
+      discardSocket(up.stream);
       return;
     }
+    // The kernel owns the upstream socket from here; an error held since its connect arrives now.
+    adopt(up.stream, this);
     this.upstream = up;
     if (channels.connected.hasSubscribers) channels.connected.publish({ conn: ctx, connectMs: this.kernel.clock.now() - connectStart });
     let reply: Reply = { rep: Rep.SUCCEEDED, bound: up.bound };
@@ -512,6 +534,10 @@ export class Connection implements SignalSource {
       reply = { rep: Rep.GENERAL_FAILURE };
     }
     if (this.isClosed()) return;
+    if (this.upstreamError && reply.rep === Rep.SUCCEEDED) {
+      // The destination went away (reset, EPIPE) before the client was told: say so instead.
+      reply = { rep: repForError(this.upstreamError) };
+    }
     reply = this.finalReply(reply);
     ctx.reply = reply.rep;
     const bytes = this.encodeSafely(reply, encodeReply);
@@ -519,7 +545,8 @@ export class Connection implements SignalSource {
     // failure, never relay.
     if (!bytes || reply.rep !== Rep.SUCCEEDED || bytes === this.fallbackBytes) {
       this.early?.discard();
-      up.stream.destroy(); // never relayed: close it now, not when the client finally goes
+      this.upstream = undefined;
+      discardSocket(up.stream); // never relayed: close it now, not when the client finally goes
       if (bytes) this.endWith(bytes);
       else this.finish();
       return;
@@ -648,6 +675,15 @@ export class Connection implements SignalSource {
     if (channels.handshakeEnded.hasSubscribers) channels.handshakeEnded.publish({ conn: this.ctx, outcome });
   }
 
+  /**
+   * Cut the connection now (drain deadline, second signal). A tunnel is reset on both sides, so
+   * the client (and the destination) can tell the cut from a complete stream; a connection not
+   * yet relaying is closed as by {@link finish}.
+   */
+  cut(): void {
+    this.finish(this.phase === 'relay' ? TUNNEL_CUT : undefined);
+  }
+
   /** The one teardown: idempotent, destroys both sockets, logs the access line. */
   finish(err?: Error): void {
     if (this.phase === 'closed') return;
@@ -660,7 +696,10 @@ export class Connection implements SignalSource {
     this.abort?.abort(CLIENT_GONE);
     this.early?.discard();
     this.early = undefined;
-    if ((err as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET') {
+    // From here on both sockets belong to the teardown: what they still emit needs no action.
+    adopt(this.socket, DISCARD);
+    if (this.upstream) adopt(this.upstream.stream, DISCARD);
+    if (err === TUNNEL_CUT || (err as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET') {
       // Pass a reset on as a reset, so the other peer can tell an aborted stream from a
       // finished one (a FIN would look like a clean end).
       resetOrDestroy(this.socket);
@@ -678,14 +717,6 @@ export class Connection implements SignalSource {
     this.closeWaiters = undefined;
     if (waiters) for (const w of waiters) w();
   }
-}
-
-/** Reset a TCP socket (RST) if it can be; otherwise just destroy the stream. */
-function resetOrDestroy(stream: { destroyed: boolean; destroy(): void }): void {
-  if (stream.destroyed) return;
-  const s = stream as { resetAndDestroy?: () => void };
-  if (typeof s.resetAndDestroy === 'function') s.resetAndDestroy();
-  else stream.destroy();
 }
 
 /** Method choice without plugins: 00 if offered, else 02 (credentials accepted unchecked), else FF. */

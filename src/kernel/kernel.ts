@@ -19,15 +19,25 @@ import type { ConnectionContext, ListenerInfo } from './context.js';
 import { type Hooks, isTapped } from './hooks.js';
 import { logConnectionRefused } from './access-log.js';
 import { channels } from './diagnostics.js';
+import { discard } from './socket-owner.js';
+
+/** True for a loopback client address (127.0.0.0/8, ::1; IPv4-mapped already unmapped). */
+function isLoopbackClient(address: string): boolean {
+  return address === '::1' || address.startsWith('127.');
+}
 
 /** The kernel every plugin taps into. */
 @injectable()
 export class Kernel {
   private readonly live = new Set<Connection>();
   private readonly perClient = new Map<string, number>();
+  /** Connections still in their handshake (no request yet), oldest first: shed first under pressure. */
+  private readonly handshakes = new Set<Connection>();
+  /** The same, by client address. */
+  private readonly handshakesByClient = new Map<string, Set<Connection>>();
   private nextId = 1;
-  private refusedSinceLog = 0;
-  private lastRefusalLimit = '';
+  /** Refusals since the last log line, by message. */
+  private readonly refusals = new Map<string, { fields: Record<string, unknown>; count: number }>();
   private refusalLogTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -71,18 +81,25 @@ export class Kernel {
     let address = peer?.address ?? socket.remoteAddress ?? '';
     if (address.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);
     const limits = this.config.limits;
-    const fromClient = this.perClient.get(address) ?? 0;
     // Unix-socket clients have no address to count by; only the global limit applies to them.
-    const perClientLimited = limits.maxConnectionsPerClient > 0 && address !== '' && fromClient >= limits.maxConnectionsPerClient;
-    if (this.live.size >= limits.maxConnections || perClientLimited) {
-      // Over a limit: close at once, without a byte, and say so in the log (at most once a second).
-      socket.on('error', () => {});
-      socket.destroy();
-      const reason = this.live.size >= limits.maxConnections ? 'limits.maxConnections' : 'limits.maxConnectionsPerClient';
-      this.noteRefusal(reason);
+    // Loopback clients are every local program at once: counted only when the config sets the
+    // limit (limits.perClientCountsLoopback), as Tor's SocksPort has no such cap at all.
+    const perClientMax =
+      limits.maxConnectionsPerClient > 0 && address !== '' && (limits.perClientCountsLoopback || !isLoopbackClient(address)) ? limits.maxConnectionsPerClient : 0;
+    // Over a limit: the oldest connection still in its handshake (of this client, then of
+    // anyone) is closed to make room, as Envoy's overload manager shortens timeouts under
+    // pressure; with none to shed, the new one is closed at once, without a byte. Either way the
+    // log says so, at most once a second.
+    let reason: 'limits.maxConnectionsPerClient' | 'limits.maxConnections' | undefined;
+    if (perClientMax > 0 && (this.perClient.get(address) ?? 0) >= perClientMax && !this.shedHandshake(address, 'limits.maxConnectionsPerClient')) reason = 'limits.maxConnectionsPerClient';
+    else if (this.live.size >= limits.maxConnections && !this.shedHandshake(undefined, 'limits.maxConnections')) reason = 'limits.maxConnections';
+    if (reason) {
+      discard(socket);
+      this.noteRefusal(`connections refused: ${reason} reached`, { limit: reason });
       if (channels.refused.hasSubscribers) channels.refused.publish({ reason, clientAddress: address });
       return;
     }
+    const fromClient = this.perClient.get(address) ?? 0;
     const id = this.nextId++;
     const family =
       peer?.family ?? (listener.path !== undefined || socket.remoteFamily === undefined ? 'unix' : socket.remoteFamily === 'IPv6' && !address.includes('.') ? 'IPv6' : 'IPv4');
@@ -111,31 +128,64 @@ export class Kernel {
       if (verdict === false) {
         if (this.logger.isLevelEnabled('info')) logConnectionRefused(this, conn.ctx);
         if (channels.refused.hasSubscribers) channels.refused.publish({ reason: 'onAccept', clientAddress: address });
-        socket.on('error', () => {});
-        socket.destroy();
+        discard(socket);
         return;
       }
     }
     this.live.add(conn);
     this.perClient.set(address, fromClient + 1);
+    this.handshakes.add(conn);
+    const mine = this.handshakesByClient.get(address);
+    if (mine) mine.add(conn);
+    else this.handshakesByClient.set(address, new Set([conn]));
     if (channels.accepted.hasSubscribers) channels.accepted.publish({ conn: conn.ctx });
     conn.start(peer?.initial);
   }
 
-  /** Count a refusal by a limit; logged as one warn line per second at most under a flood. */
-  private noteRefusal(limit: string): void {
-    this.refusedSinceLog++;
-    this.lastRefusalLimit = limit;
+  /**
+   * Close the oldest connection still in its handshake, of `address` or of anyone; false if
+   * there is none.
+   */
+  private shedHandshake(address: string | undefined, limit: string): boolean {
+    const pool = address === undefined ? this.handshakes : this.handshakesByClient.get(address);
+    const oldest = pool?.values().next().value as Connection | undefined;
+    if (!oldest) return false;
+    oldest.ctx.log.debug({ client: oldest.ctx.clientAddress, limit }, 'handshake closed to make room for a new connection (oldest first)');
+    oldest.finish();
+    this.noteRefusal(`handshakes closed to make room: ${limit} reached`, { limit });
+    return true;
+  }
+
+  /** @internal A connection's handshake is over (its request arrived): it is no longer shed under pressure. */
+  handshakeDone(conn: Connection): void {
+    if (!this.handshakes.delete(conn)) return;
+    const a = conn.ctx.clientAddress;
+    const mine = this.handshakesByClient.get(a);
+    mine?.delete(conn);
+    if (mine?.size === 0) this.handshakesByClient.delete(a);
+  }
+
+  /**
+   * @internal Count a connection closed without service; under a flood this is one warn line
+   * per message per second at most, with `refused`: how many since the last line. `fields` of
+   * the latest occurrence go with it.
+   */
+  noteRefusal(message: string, fields: Record<string, unknown>): void {
+    const r = this.refusals.get(message);
+    if (r) {
+      r.count++;
+      r.fields = fields;
+    } else this.refusals.set(message, { fields, count: 1 });
     if (!this.refusalLogTimer) this.flushRefusals();
   }
 
   private flushRefusals(): void {
-    if (this.refusedSinceLog === 0) {
+    if (this.refusals.size === 0) {
       this.refusalLogTimer = undefined;
       return;
     }
-    this.logger.warn({ limit: this.lastRefusalLimit, refused: this.refusedSinceLog }, `connections refused: ${this.lastRefusalLimit} reached`);
-    this.refusedSinceLog = 0;
+    for (const [message, r] of this.refusals) this.logger.warn({ ...r.fields, refused: r.count }, message);
+    this.refusals.clear();
     this.refusalLogTimer = setTimeout(() => this.flushRefusals(), 1000);
     this.refusalLogTimer.unref?.();
   }
@@ -143,19 +193,21 @@ export class Kernel {
   /** @internal Called by a connection's teardown. */
   forget(conn: Connection): void {
     if (!this.live.delete(conn)) return;
+    this.handshakeDone(conn);
     const a = conn.ctx.clientAddress;
     const n = (this.perClient.get(a) ?? 1) - 1;
     if (n <= 0) this.perClient.delete(a);
     else this.perClient.set(a, n);
   }
 
-  /** Tear down every open connection now. */
+  /** Tear down every open connection now; tunnels are reset on both sides ({@link Connection.cut}). */
   closeAll(): void {
-    for (const c of [...this.live]) c.finish();
+    for (const c of [...this.live]) c.cut();
   }
 
   /**
-   * Wait up to `ms` for open connections to finish on their own, then tear down the rest.
+   * Wait up to `ms` for open connections to finish on their own, then tear down the rest
+   * (tunnels with a reset on both sides).
    * Connections still in their handshake are closed at once (they have no accepted data yet)
    * unless `keepHandshakes` (a reload lets them finish on the configuration that accepted them).
    */
@@ -166,6 +218,8 @@ export class Kernel {
     const all = Promise.all([...this.live].map((c) => c.closed()));
     await (Number.isFinite(ms) ? Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, ms)))]) : all);
     if (timer) clearTimeout(timer);
-    for (const c of [...this.live]) c.finish();
+    // Past the deadline: a tunnel still open is cut with a reset on both sides, so a client in
+    // the middle of a download sees an error, not a clean end of a truncated file.
+    for (const c of [...this.live]) c.cut();
   }
 }

@@ -29,10 +29,16 @@ export interface SocksmithPlugin {
   start?(): Promise<void> | void;
   /**
    * True when this plugin, as configured, keeps unknown clients out (authentication, a client
-   * ACL). socksmith refuses to listen on a non-loopback address unless some plugin says so, or
+   * ACL admitting only loopback and private networks). socksmith refuses to listen on a non-loopback address unless some plugin says so, or
    * the config sets `allowOpenProxy: true`.
    */
   restrictsClients?(): boolean;
+  /**
+   * When this plugin tries to keep clients out but, as configured, does not keep the public out
+   * (`restrictsClients()` false): the config key at fault and why, in a few words. The open-proxy
+   * check names it instead of the listener.
+   */
+  openProxyProblem?(): { readonly key: string; readonly reason: string } | undefined;
   /** Optional cleanup at shutdown; called even if `start()` failed. */
   close?(): Promise<void> | void;
 }

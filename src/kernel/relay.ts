@@ -22,6 +22,7 @@ import type { SyncWaterfallHook } from 'tapable';
 import type { ConnectionContext } from './context.js';
 import type { DataInfo } from './hooks.js';
 import { noteRelayed } from './allocator.js';
+import { type SocketOwner, adopt } from './socket-owner.js';
 
 /** How long a side that finished reading may take to flush its writes before it is destroyed. */
 const FLUSH_LINGER_MS = 30_000;
@@ -44,8 +45,8 @@ const kRelay = Symbol('socksmith.relay');
 /** A stream taking part in a relay. */
 type RelayStream = Duplex & { [kRelay]?: Relay };
 
-/** One tunnel's relay state. */
-class Relay {
+/** One tunnel's relay state; it owns both sockets' errors while it runs. */
+class Relay implements SocketOwner {
   private finished = false;
   private clientClosed = false;
   private upstreamClosed = false;
@@ -60,6 +61,11 @@ class Relay {
     readonly upstream: RelayStream,
     private readonly opts: RelayOptions,
   ) {}
+
+  /** @internal An error on either socket ends the relay. */
+  socketError(_socket: Duplex, err: Error): void {
+    this.done(err);
+  }
 
   done(err?: Error): void {
     if (this.finished) return;
@@ -145,9 +151,6 @@ function onDrain(this: RelayStream): void {
 function onEnd(this: RelayStream): void {
   this[kRelay]!.ended(this);
 }
-function onError(this: RelayStream, err: Error): void {
-  this[kRelay]!.done(err);
-}
 function onClose(this: RelayStream, hadError: boolean): void {
   this[kRelay]!.closed(this, hadError);
 }
@@ -162,8 +165,9 @@ function onLingerTimeout(r: Relay, other: RelayStream): void {
 
 function attach(s: RelayStream, r: Relay): void {
   s[kRelay] = r;
-  // Errors end the relay; the connection's teardown passes a reset on as a reset.
-  s.on('error', onError);
+  // Errors end the relay (the relay becomes the socket's owner: the socket's one permanent
+  // listener routes them here); the connection's teardown passes a reset on as a reset.
+  adopt(s, r);
   s.on('close', onClose);
   s.on('drain', onDrain);
   s.on('data', onData);

@@ -27,6 +27,8 @@ export class DnsResolver implements Resolver {
   private readonly cache: PartitionedCache<Cached>;
   private readonly ptrCache: PartitionedCache<CachedNames>;
   private readonly inflight = new Map<string, Promise<readonly ResolvedAddress[]>>();
+  /** Queries in flight by the client address that started them (see `resolver.maxPendingPerClient`). */
+  private readonly pendingByClient = new Map<string, number>();
   private readonly dns: dns.promises.Resolver | undefined;
   private readonly cfg: ResolvedConfig['resolver'];
 
@@ -60,6 +62,17 @@ export class DnsResolver implements Resolver {
       if (this.inflight.size >= this.cfg.maxPending) {
         throw new ResolveError(`cannot resolve ${name}: ${this.cfg.maxPending} lookups already pending (resolver.maxPending)`, { rep: 0x01 });
       }
+      // Each client address has its share of the budget, so that one client with lookups stuck
+      // at a silent server cannot leave none for the others. A lookup that joins a query already
+      // in flight (same name and partition) costs nothing and is never refused here.
+      const client = options.client || undefined;
+      if (client !== undefined) {
+        const mine = this.pendingByClient.get(client) ?? 0;
+        if (mine >= this.cfg.maxPendingPerClient) {
+          throw new ResolveError(`cannot resolve ${name}: ${mine} lookups of this client already pending (resolver.maxPendingPerClient)`, { rep: 0x01 });
+        }
+        this.pendingByClient.set(client, mine + 1);
+      }
       p = this.query(name, options.family).then(
         ({ addresses, ttl }) => {
           if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'forward', cached: false, ok: true });
@@ -73,7 +86,13 @@ export class DnsResolver implements Resolver {
           throw new ResolveError(message, { cause: err });
         },
       );
-      p.finally(() => this.inflight.delete(flightKey)).catch(() => {});
+      p.finally(() => {
+        this.inflight.delete(flightKey);
+        if (client === undefined) return;
+        const n = (this.pendingByClient.get(client) ?? 1) - 1;
+        if (n <= 0) this.pendingByClient.delete(client);
+        else this.pendingByClient.set(client, n);
+      }).catch(() => {});
       this.inflight.set(flightKey, p);
     }
     return p;

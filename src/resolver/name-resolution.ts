@@ -33,7 +33,7 @@ export class NameResolution {
         return answer.addresses;
       }
     }
-    return this.resolver.lookup(name, { family, partition: conn?.isolationKey ?? '' });
+    return this.resolver.lookup(name, { family, partition: conn?.isolationKey ?? '', client: conn?.clientAddress });
   }
 
   /** Reverse-resolve an IP literal for `conn`: `onResolve` taps, then the resolver service. */

@@ -14,6 +14,12 @@ export interface LookupOptions {
    * passes the connection's isolation key (`''` when there is none).
    */
   readonly partition: string;
+  /**
+   * The client address the lookup is made for (`conn.clientAddress`), for the per-client share of
+   * `resolver.maxPending`. `undefined` or `''` (no connection, a unix-socket client): only the
+   * global budget applies.
+   */
+  readonly client?: string;
 }
 
 /** Resolves names and addresses. Implementations must refuse `.onion` names. */

@@ -16,6 +16,7 @@ import { type SocksAddress, classifyHost } from '../protocol/address.js';
 import { isOnionName } from '../protocol/names.js';
 import { Rep } from '../protocol/constants.js';
 import { repForError } from './errors.js';
+import { adopt, discard, release } from '../kernel/socket-owner.js';
 import type { ConnectOptions, Upstream, UpstreamStream } from './types.js';
 
 /** Connects directly from this host. */
@@ -71,21 +72,33 @@ export class DirectUpstream implements Upstream {
               lookup: this.lookupFor(conn),
             })
           : net.connect({ host: destination.host, port: destination.port, allowHalfOpen: true, noDelay: true, ...(local ? { localAddress: local } : {}) });
-      // Writes before 'connect' are queued by node and go out the moment TCP connects: for a direct
-      // stream that *is* optimistic data.
-      if (early) early.attach(socket);
-      const onAbort = () => {
-        cleanup();
-        socket.destroy();
-        reject(signal.reason);
-      };
+      // The socket's one 'error' listener goes on before anything else can touch it; this
+      // attempt owns the socket until it connects (docs/architecture.md, "Socket ownership").
+      let settled = false;
       const onError = (err: Error) => {
-        cleanup();
-        socket.destroy();
+        if (settled) return;
+        settle();
+        discard(socket);
         reject(err instanceof UpstreamError ? err : new UpstreamError(repForError(err), `connect ${destination.host}:${destination.port}: ${errorMessage(err)}`, { cause: err }));
       };
+      adopt(socket, { socketError: (_s, err) => onError(err) });
+      // Writes before 'connect' are queued by node and go out the moment TCP connects: for a direct
+      // stream that *is* optimistic data. A write that fails (EPIPE, ECONNRESET) is an 'error'
+      // like any other: before 'connect' it fails this attempt, after it the kernel gets it.
+      if (early) early.attach(socket);
+      const onAbort = () => {
+        if (settled) return;
+        settle();
+        // An error already queued for this socket (ENETUNREACH) lands on DISCARD, not on nothing.
+        discard(socket);
+        reject(signal.reason);
+      };
       const onConnect = () => {
-        cleanup();
+        if (settled) return;
+        settle();
+        // Connected: let go of the socket until the kernel adopts it; an error in between
+        // (a reset while early data is written) is held for the kernel, never unhandled.
+        release(socket);
         // One getsockname (node caches it for the three getters).
         const host = socket.localAddress;
         const bound: SocksAddress = host
@@ -97,13 +110,12 @@ export class DirectUpstream implements Upstream {
             : { kind: 'ipv4', host: '0.0.0.0', port: 0 };
         resolve({ stream: socket, bound });
       };
-      const cleanup = () => {
+      const settle = () => {
+        settled = true;
         signal.removeEventListener('abort', onAbort);
-        socket.removeListener('error', onError);
         socket.removeListener('connect', onConnect);
       };
       signal.addEventListener('abort', onAbort, { once: true });
-      socket.once('error', onError);
       socket.once('connect', onConnect);
     });
   }

@@ -36,6 +36,7 @@ import {
 } from '../protocol/codec.js';
 import { AuthStatus, Command, Method, Rep } from '../protocol/constants.js';
 import { repForError } from './errors.js';
+import { type SocketOwner, adopt, discard, release } from '../kernel/socket-owner.js';
 import type { ConnectOptions, Upstream, UpstreamStream } from './types.js';
 
 /** Options of a SOCKS5 upstream (the `upstream` config entry without `type`). */
@@ -43,8 +44,9 @@ export type Socks5UpstreamOptions = Omit<Socks5UpstreamConfig, 'type'>;
 
 /**
  * Reads whole messages from a socket during a client handshake, keeping any bytes after them.
+ * It owns the socket's errors while it reads (docs/architecture.md, "Socket ownership").
  */
-class MessageReader {
+class MessageReader implements SocketOwner {
   private buf: Buffer = Buffer.alloc(0);
   private waiter: (() => void) | undefined;
   private failure: Error | undefined;
@@ -56,15 +58,17 @@ class MessageReader {
     this.failure ??= new UpstreamError(Rep.GENERAL_FAILURE, 'upstream closed during the SOCKS handshake');
     this.waiter?.();
   };
-  private readonly onError = (err: Error) => {
-    this.failure ??= err;
-    this.waiter?.();
-  };
 
   constructor(private readonly socket: Duplex) {
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
-    socket.on('error', this.onError);
+    adopt(socket, this);
+  }
+
+  /** @internal An error on the socket while the handshake runs. */
+  socketError(_socket: Duplex, err: Error): void {
+    this.failure ??= err;
+    this.waiter?.();
   }
 
   async read<T>(parse: (buf: Buffer) => ParseResult<T>): Promise<T> {
@@ -81,11 +85,14 @@ class MessageReader {
     }
   }
 
-  /** Stop reading; bytes already read after the last message go back into the stream. */
+  /**
+   * Stop reading; bytes already read after the last message go back into the stream. The socket
+   * is released (its error listener stays; an error is held for the next owner).
+   */
   release(): void {
     this.socket.removeListener('data', this.onData);
     this.socket.removeListener('end', this.onEnd);
-    this.socket.removeListener('error', this.onError);
+    release(this.socket);
     this.socket.pause();
     if (this.buf.length > 0) this.socket.unshift(this.buf);
     this.buf = Buffer.alloc(0);
@@ -161,7 +168,7 @@ export class Socks5Upstream implements Upstream {
       return { socket, reply };
     } catch (err) {
       reader.release();
-      socket.destroy();
+      discard(socket);
       if (signal.aborted) throw signal.reason;
       if (err instanceof UpstreamError) throw err;
       if (err instanceof ProtocolError) throw new UpstreamError(Rep.GENERAL_FAILURE, `upstream ${this.name}: ${err.message}`, { cause: err });
@@ -178,7 +185,7 @@ export class Socks5Upstream implements Upstream {
   async connect(destination: SocksAddress, conn: ConnectionContext, options: ConnectOptions): Promise<UpstreamStream> {
     const { socket, reply } = await this.handshake(Command.CONNECT, destination, conn, options.signal, options.early);
     if (reply.rep !== Rep.SUCCEEDED) {
-      socket.destroy();
+      discard(socket);
       throw new UpstreamError(reply.rep, `upstream ${this.name} answered REP 0x${reply.rep.toString(16).padStart(2, '0')}`, {
         code: 'SOCKSMITH_ERR_UPSTREAM_REPLY',
       });
@@ -189,7 +196,7 @@ export class Socks5Upstream implements Upstream {
   /** Send a one-reply command (RESOLVE F0, RESOLVE_PTR F1) and return the upstream's reply as is. */
   async query(command: number, destination: SocksAddress, conn: ConnectionContext, options: Pick<ConnectOptions, 'signal'>): Promise<Reply> {
     const { socket, reply } = await this.handshake(command, destination, conn, options.signal, undefined);
-    socket.destroy();
+    discard(socket);
     return reply;
   }
 }

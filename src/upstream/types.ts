@@ -25,7 +25,11 @@ export interface ConnectOptions {
 
 /** A stream that is open. */
 export interface UpstreamStream {
-  /** Connected duplex; `allowHalfOpen` semantics expected (end one side, keep the other). */
+  /**
+   * Connected duplex; `allowHalfOpen` semantics expected (end one side, keep the other). It must
+   * have an `'error'` listener until the kernel adopts it (when `connect` resolves); the built-in
+   * upstreams leave it `release()`d (docs/architecture.md, "Socket ownership").
+   */
   readonly stream: Duplex;
   /** BND.ADDR/BND.PORT for the success reply (the local address, or what an upstream proxy said). */
   readonly bound: SocksAddress | undefined;

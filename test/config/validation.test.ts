@@ -225,7 +225,7 @@ describe('resolveConfig defaults and freezing', () => {
     assert.deepEqual(JSON.parse(JSON.stringify(c)), {
       listen: [{ host: '127.0.0.1', port: 1080 }],
       allowOpenProxy: false,
-      resolver: { timeout: 5000, tries: 2, maxPending: 256, cache: { maxEntries: 10000, maxTtl: 3600, systemTtl: 30, negativeTtl: 5 } },
+      resolver: { timeout: 5000, tries: 2, maxPending: 256, maxPendingPerClient: 64, cache: { maxEntries: 10000, maxTtl: 3600, systemTtl: 30, negativeTtl: 5 } },
       upstream: { type: 'direct' },
       plugins: [
         { name: 'isolation', builtin: true, options: {} },
@@ -235,7 +235,7 @@ describe('resolveConfig defaults and freezing', () => {
         { name: 'optimistic-data', builtin: true, options: {} },
       ],
       timeouts: { handshake: 30000, connect: 30000, idle: 0, drain: 10000, pluginStart: 10000 },
-      limits: { maxConnections: 10000, maxConnectionsPerClient: 1024, handshakeBuffer: 1024, earlyData: 65536 },
+      limits: { maxConnections: 10000, maxConnectionsPerClient: 1024, handshakeBuffer: 1024, earlyData: 65536, perClientCountsLoopback: false },
       log: { level: 'info', safeLogging: false },
       workers: 1,
       source: { dir: '/tmp' },

@@ -5,12 +5,21 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { test } from 'node:test';
 import { hex } from '../helpers/hex.js';
-import { RawClient } from '../helpers/net.js';
+import { RawClient, startEchoServer } from '../helpers/net.js';
 import { startProxy } from '../helpers/proxy.js';
 
 async function greet(c: RawClient): Promise<void> {
   c.write(hex('05 01 00'));
   assert.deepEqual(await c.read(2), hex('05 00'));
+}
+
+/** Greeting and a CONNECT to `echoPort`: an established tunnel (never shed to make room, unlike a handshake). */
+async function tunnel(c: RawClient, echoPort: number): Promise<void> {
+  const p = Buffer.alloc(2);
+  p.writeUInt16BE(echoPort);
+  c.write(Buffer.concat([hex('05 01 00'), hex('05 01 00 01 7f000001'), p]));
+  assert.deepEqual(await c.read(2), hex('05 00'));
+  assert.equal((await c.read(10))[1], 0);
 }
 
 async function fromSocket(port: number, localAddress: string): Promise<RawClient> {
@@ -20,11 +29,12 @@ async function fromSocket(port: number, localAddress: string): Promise<RawClient
   return new RawClient(s);
 }
 
-test('limits.maxConnections: one more connection is closed at accept without a byte, and a warn line says which limit; a slot that frees up is reused', async () => {
+test('limits.maxConnections: with every slot an open tunnel, one more connection is closed at accept without a byte, and a warn line says which limit; a slot that frees up is reused', async () => {
   const px = await startProxy({ limits: { maxConnections: 3 } });
+  const echo = await startEchoServer();
   try {
     const held = [await RawClient.connect(px.port), await RawClient.connect(px.port), await RawClient.connect(px.port)];
-    for (const c of held) await greet(c);
+    for (const c of held) await tunnel(c, echo.port);
     const over = await RawClient.connect(px.port);
     over.write(hex('05 01 00'));
     assert.equal((await over.readToEnd(3000)).length, 0, 'refused without a byte');
@@ -40,16 +50,18 @@ test('limits.maxConnections: one more connection is closed at accept without a b
     for (const c of held) c.destroy();
   } finally {
     await px.close();
+    await echo.close();
   }
 });
 
-test('limits.maxConnectionsPerClient: counted per client address (127.0.0.1 full, 127.0.0.2 still served)', async () => {
+test('limits.maxConnectionsPerClient: counted per client address (127.0.0.1 full, 127.0.0.2 still served), loopback too when set in the config', async () => {
   const px = await startProxy({ limits: { maxConnectionsPerClient: 2 } });
+  const echo = await startEchoServer();
   try {
     const a1 = await fromSocket(px.port, '127.0.0.1');
     const a2 = await fromSocket(px.port, '127.0.0.1');
-    await greet(a1);
-    await greet(a2);
+    await tunnel(a1, echo.port);
+    await tunnel(a2, echo.port);
     const a3 = await fromSocket(px.port, '127.0.0.1');
     a3.write(hex('05 01 00'));
     assert.equal((await a3.readToEnd(3000)).length, 0, 'third from 127.0.0.1 refused');
@@ -58,6 +70,7 @@ test('limits.maxConnectionsPerClient: counted per client address (127.0.0.1 full
     for (const c of [a1, a2, a3, b1]) c.destroy();
   } finally {
     await px.close();
+    await echo.close();
   }
 });
 

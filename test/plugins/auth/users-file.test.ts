@@ -145,7 +145,7 @@ describe('verifyUser', () => {
     assert.deepEqual(await cost('', ''), { entry: undefined, scrypts: 1 });
   });
 
-  test("the dummy hash of unknown users has the first entry's cost", async () => {
+  test("the dummy hash of unknown users has the file's cost (one user: that user's)", async () => {
     const r = parseUsersFile(await usersText([{ user: 'alice', pass: 'x' }]));
     assert.ok(r.ok);
     assert.deepEqual({ N: r.table.dummy.N, r: r.table.dummy.r, p: r.table.dummy.p }, TEST_PARAMS);

@@ -147,11 +147,12 @@ describe('client ACL over loopback sockets', () => {
 });
 
 describe('restrictsClients and the open-proxy check', () => {
-  test('restrictsClients(): true when the ACL can refuse someone', () => {
+  test('restrictsClients(): true when the ACL admits only loopback and private clients', () => {
     assert.equal(new PolicyPlugin(options({})).restrictsClients(), false, 'no ACL');
     assert.equal(new PolicyPlugin(options({ destinations: ['reject private:*', 'accept *:*'] })).restrictsClients(), false, 'a destination policy does not keep clients out');
     assert.equal(new PolicyPlugin(options({ clients: ['accept 192.168.0.0/16', 'reject *'] })).restrictsClients(), true);
-    assert.equal(new PolicyPlugin(options({ clients: ['reject 203.0.113.0/24'] })).restrictsClients(), true);
+    assert.equal(new PolicyPlugin(options({ clients: ['reject 203.0.113.0/24'] })).restrictsClients(), false, 'refusing some of the public admits the rest (issue #10)');
+    assert.equal(new PolicyPlugin(options({ clients: ['accept 203.0.113.0/24', 'reject *'] })).restrictsClients(), false, 'a public network is admitted');
     assert.equal(new PolicyPlugin(options({ clients: ['accept 192.168.0.0/16'] })).restrictsClients(), false, 'accept rules alone admit everyone');
     assert.equal(new PolicyPlugin(options({ clients: ['accept *', 'reject 10.0.0.0/8'] })).restrictsClients(), false, 'the reject is never reached');
   });
@@ -172,7 +173,7 @@ describe('restrictsClients and the open-proxy check', () => {
     assert.equal(await check({ clients: ['accept 192.168.0.0/16', 'reject *'] }), undefined);
     const onlyAccept = (await check({ clients: ['accept 192.168.0.0/16'] })) as Error & { code?: string };
     assert.equal(onlyAccept?.code, 'SOCKSMITH_ERR_CONFIG_INVALID');
-    assert.match(onlyAccept.message, /^listen\.0\.host: 0\.0\.0\.0 is not a loopback address/);
+    assert.match(onlyAccept.message, /^plugins\.policy\.clients: admits clients outside loopback and private networks \(e\.g\. 1\.0\.0\.0\), and listen\.0\.host 0\.0\.0\.0 is not a loopback address/);
     const off = (await check(false)) as Error & { code?: string };
     assert.equal(off?.code, 'SOCKSMITH_ERR_CONFIG_INVALID');
   });

@@ -681,7 +681,18 @@ export class Connection implements SignalSource, SocketOwner {
    * yet relaying is closed as by {@link finish}.
    */
   cut(): void {
+    this.outcome ??= 'shutdown';
     this.finish(this.phase === 'relay' ? TUNNEL_CUT : undefined);
+  }
+
+  /**
+   * Close a connection still in its handshake for a reason of the kernel's (`shed`: a limit made
+   * room for a new one; `shutdown`: the proxy is stopping), which the handshake-ended line and
+   * metric report.
+   */
+  endHandshake(outcome: HandshakeOutcome): void {
+    this.outcome ??= outcome;
+    this.finish();
   }
 
   /** The one teardown: idempotent, destroys both sockets, logs the access line. */

@@ -26,7 +26,7 @@ export const Channels = Object.freeze({
   CONNECTION_CLOSED: 'socksmith:connection:closed',
   /** A plugin threw or rejected in a hook. `{ plugin, hook, conn }` */
   PLUGIN_ERROR: 'socksmith:plugin:error',
-  /** A connection closed without a request. `{ conn, outcome }` — outcome: client_closed, timeout, protocol_error, refused, plugin_error, http_page (http-detect's 501 page), takeover. */
+  /** A connection closed without a request. `{ conn, outcome }` — outcome: client_closed, timeout, protocol_error, refused, plugin_error, http_page (http-detect's 501 page), takeover, shed, shutdown. */
   HANDSHAKE_ENDED: 'socksmith:handshake:ended',
   /** A DNS lookup by the resolver service. `{ type: 'forward' | 'reverse', cached: boolean, ok: boolean }` */
   DNS_LOOKUP: 'socksmith:dns:lookup',

@@ -28,9 +28,10 @@ export interface GreetingInfo {
  * `socksmith_handshakes_unfinished_total{outcome}`): the client closed or reset it, the handshake
  * timed out, its bytes were not SOCKS (or were malformed), a plugin refused it (greeting or
  * credentials) or failed, a plugin that took it over answered it (`http_page`: http-detect's 501
- * page; `takeover`: any other).
+ * page; `takeover`: any other), the kernel closed it to make room under a connection limit
+ * (`shed`) or because the proxy stops (`shutdown`).
  */
-export type HandshakeOutcome = 'client_closed' | 'timeout' | 'protocol_error' | 'refused' | 'plugin_error' | 'http_page' | 'takeover';
+export type HandshakeOutcome = 'client_closed' | 'timeout' | 'protocol_error' | 'refused' | 'plugin_error' | 'http_page' | 'takeover' | 'shed' | 'shutdown';
 
 /**
  * The rest of a connection, handed to a plugin that took it over in `onGreeting` (e.g. the HTTP

@@ -151,7 +151,7 @@ export class Kernel {
     const oldest = pool?.values().next().value as Connection | undefined;
     if (!oldest) return false;
     oldest.ctx.log.debug({ client: oldest.ctx.clientAddress, limit }, 'handshake closed to make room for a new connection (oldest first)');
-    oldest.finish();
+    oldest.endHandshake('shed');
     this.noteRefusal(`handshakes closed to make room: ${limit} reached`, { limit });
     return true;
   }
@@ -212,7 +212,7 @@ export class Kernel {
    * unless `keepHandshakes` (a reload lets them finish on the configuration that accepted them).
    */
   async drain(ms: number, options: { keepHandshakes?: boolean } = {}): Promise<void> {
-    if (!options.keepHandshakes) for (const c of [...this.live]) if (c.handshaking) c.finish();
+    if (!options.keepHandshakes) for (const c of [...this.live]) if (c.handshaking) c.endHandshake('shutdown');
     if (this.live.size === 0) return;
     let timer: NodeJS.Timeout | undefined;
     const all = Promise.all([...this.live].map((c) => c.closed()));

@@ -35,7 +35,7 @@ export const LATENCY_BUCKETS: readonly number[] = Object.freeze([0.0005, 0.001, 
 const REFUSAL_REASONS: ReadonlySet<string> = new Set(['limits.maxConnections', 'limits.maxConnectionsPerClient', 'onAccept']);
 
 /** The outcomes of a handshake that ended without a request (`HandshakeOutcome`). */
-const HANDSHAKE_OUTCOMES: ReadonlySet<string> = new Set(['client_closed', 'timeout', 'protocol_error', 'refused', 'plugin_error', 'http_page', 'takeover']);
+const HANDSHAKE_OUTCOMES: ReadonlySet<string> = new Set(['client_closed', 'timeout', 'protocol_error', 'refused', 'plugin_error', 'http_page', 'takeover', 'shed', 'shutdown']);
 
 /** Options for {@link Metrics}. */
 export interface MetricsOptions {
@@ -175,7 +175,7 @@ export class Metrics {
     });
     this.unfinished = new Counter({
       name: `${p}handshakes_unfinished_total`,
-      help: 'Connections closed before a request, by outcome: client_closed (the client closed or reset it), timeout, protocol_error (not SOCKS, or malformed), refused (greeting or credentials), plugin_error, http_page (an HTTP client served the 501 page), takeover.',
+      help: 'Connections closed before a request, by outcome: client_closed (the client closed or reset it), timeout, protocol_error (not SOCKS, or malformed), refused (greeting or credentials), plugin_error, http_page (an HTTP client served the 501 page), takeover, shed (closed to make room under a connection limit), shutdown.',
       labelNames: ['outcome'] as const,
       registers,
     });

@@ -199,3 +199,28 @@ test('bytes of an open tunnel reach socksmith_bytes_total at the next scrape, an
     await p.close();
   }
 });
+
+test('a handshake closed to make room under limits.maxConnections is counted as shed, not as a client that left', async () => {
+  const p = await startProxy({ log: { level: 'warn' }, limits: { maxConnections: 1 } });
+  const metrics = new Metrics({ listeners: () => p.proxy.addresses, defaultMetrics: false });
+  const server = await startMetricsServer({ host: '127.0.0.1', port: 0, metrics, ready: () => true, logger: createLogger('silent') });
+  try {
+    const idle = await RawClient.connect(p.port); // accepted, sends nothing
+    await waitFor(() => p.proxy.kernel.connectionCount === 1, 'the first connection accepted');
+    const next = await RawClient.connect(p.port);
+    await idle.waitEnd(); // closed to make room
+    idle.destroy();
+    next.write(hex(`05 01 00 05 01 00 ${ECHO()}`));
+    assert.equal(toHex(await next.read(2)), '05 00');
+    assert.equal(toHex((await next.read(10)).subarray(0, 2)), '05 00');
+    next.destroy();
+    await waitFor(() => p.proxy.kernel.connectionCount === 0, 'both closed');
+    const s = await scrape(server.address.port);
+    assert.equal(s.get('socksmith_handshakes_unfinished_total', { outcome: 'shed' }), 1);
+    assert.equal(s.get('socksmith_handshakes_unfinished_total', { outcome: 'client_closed' }), 0);
+  } finally {
+    metrics.close();
+    await server.close();
+    await p.close();
+  }
+});

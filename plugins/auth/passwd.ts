@@ -72,11 +72,12 @@ function trimCr(b: Buffer): Buffer {
  */
 function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream, prompt: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    stderr.write(prompt);
     const bytes: number[] = [];
     const wasRaw = stdin.isRaw;
+    // Echo off before the prompt appears: whatever is typed after it is never shown.
     stdin.setRawMode(true);
     stdin.resume();
+    stderr.write(prompt);
     const done = (err: Error | undefined) => {
       stdin.removeListener('data', onData);
       stdin.setRawMode(wasRaw);

@@ -125,7 +125,13 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
   };
   if (cfg.resolver.servers) cfg.resolver.servers.forEach((s, i) => collect(errors, undefined, () => checkDnsServer(s, `resolver.servers.${i}`)));
   cfg.listen.forEach((l, i) => collect(errors, undefined, () => checkListener(l, `listen.${i}`, source.dir)));
-  if (errors.length > 0) throw ConfigError.all(errors);
+  if (errors.length > 0) {
+    // What was left after the bad keys, for a caller that wants to check the plugins' options
+    // in the same run (partialConfigOf).
+    const err = ConfigError.all(errors);
+    Object.defineProperty(err, PARTIAL, { value: deepFreeze(cfg), enumerable: false });
+    throw err;
+  }
   return deepFreeze(cfg);
 }
 
@@ -136,6 +142,17 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
  */
 export function defaultPendingPerClient(maxPending: number): number {
   return Math.max(1, Math.floor(maxPending / 4));
+}
+
+const PARTIAL = Symbol('socksmith.partialConfig');
+
+/**
+ * The configuration {@link resolveConfig} built from the keys that passed, attached to the
+ * ConfigError it threw (defaults stand in for the bad keys); undefined for other errors. Used to
+ * report the plugins' option errors in the same run as the file's.
+ */
+export function partialConfigOf(err: unknown): ResolvedConfig | undefined {
+  return (err as { [PARTIAL]?: ResolvedConfig } | undefined)?.[PARTIAL];
 }
 
 /** `workers` as a number: `'auto'` is one per CPU the process may use. */

@@ -171,6 +171,16 @@ describe('config errors: all at once, with frames and hints', { concurrency: tru
     assert.match(got[1]!, /^socksmith: config error: plugins\.policy\.clients: /);
   });
 
+  test("a mistake in the file and one in a plugin's options: both lines in one run", async () => {
+    const cfg = write('file-and-plugin.json', { plugins: { ...OFF, isolation: { IsolateDestPrt: true } }, timeouts: { conect: 5 } });
+    const r = await runCli(['--config', cfg, '--check']);
+    assert.equal(r.code, 78);
+    const got = lines(r.stderr);
+    assert.equal(got.length, 2, r.stderr);
+    assert.match(got[0]!, /^socksmith: config error: timeouts\.conect: unknown key/);
+    assert.match(got[1]!, /^socksmith: config error: plugins\.isolation\.IsolateDestPrt: unknown key/);
+  });
+
   test('a JSON syntax error: one line with line and column, then the code frame', async () => {
     const cfg = write('broken.json', '{\n  "listen": [\n    { "host": "127.0.0.1", "port": 1080, }\n  ]\n}\n');
     const r = await runCli(['--config', cfg, '--check']);

@@ -67,20 +67,16 @@ function trimCr(b: Buffer): Buffer {
 }
 
 /**
- * Read one line from a terminal in raw mode, echoing nothing. Enter ends it, Backspace removes
- * the last character, Ctrl-C and Ctrl-D (on an empty line) abort.
+ * Read one line from a terminal already in raw mode (nothing echoed). Enter ends it, Backspace
+ * removes the last character, Ctrl-C and Ctrl-D (on an empty line) abort.
  */
 function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream, prompt: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const bytes: number[] = [];
-    const wasRaw = stdin.isRaw;
-    // Echo off before the prompt appears: whatever is typed after it is never shown.
-    stdin.setRawMode(true);
     stdin.resume();
     stderr.write(prompt);
     const done = (err: Error | undefined) => {
       stdin.removeListener('data', onData);
-      stdin.setRawMode(wasRaw);
       stdin.pause();
       stderr.write('\n');
       if (err) reject(err);
@@ -108,14 +104,23 @@ function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream, pro
   });
 }
 
-/** The password: from the terminal without echo (twice), or the first line of stdin. */
+/**
+ * The password: from the terminal without echo (twice), or the first line of stdin. Echo is off
+ * from before the first prompt until after the second answer, so nothing typed is ever shown.
+ */
 async function readPassword(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStream): Promise<Buffer> {
   if (!stdin.isTTY) return readLine(stdin);
-  const first = await readHidden(stdin, stderr, 'Password: ');
-  if (first.length === 0) return first;
-  const second = await readHidden(stdin, stderr, 'Retype password: ');
-  if (!first.equals(second)) throw new PasswdFailure('the passwords do not match', 65);
-  return first;
+  const wasRaw = stdin.isRaw;
+  stdin.setRawMode(true);
+  try {
+    const first = await readHidden(stdin, stderr, 'Password: ');
+    if (first.length === 0) return first;
+    const second = await readHidden(stdin, stderr, 'Retype password: ');
+    if (!first.equals(second)) throw new PasswdFailure('the passwords do not match', 65);
+    return first;
+  } finally {
+    stdin.setRawMode(wasRaw);
+  }
 }
 
 /**

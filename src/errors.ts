@@ -27,6 +27,7 @@ export const ErrorCodes = {
   SOCKSMITH_ERR_UPSTREAM_REPLY: 'An upstream SOCKS server answered with a non-zero reply code.',
   SOCKSMITH_ERR_RESOLVE_FAILED: 'A name did not resolve (NXDOMAIN, no data, server failure or timeout).',
   SOCKSMITH_ERR_RESOLVE_ONION: 'A .onion name was about to be resolved through DNS; socksmith never does that.',
+  SOCKSMITH_ERR_RESOLVE_BAD_NAME: 'A name to resolve does not normalise (UTS-46) to a host name socksmith accepts.',
   SOCKSMITH_ERR_LISTEN: 'A listener could not bind its address.',
 } as const;
 

@@ -68,6 +68,7 @@ export * from './protocol/constants.js';
 export * from './protocol/address.js';
 export * from './protocol/codec.js';
 export * from './protocol/names.js';
+export { isValidOnion, onionAddressFromKey, onionProblem } from './protocol/onion.js';
 export { ServerHandshake, classifyFirstByte, socks4Rejection, socks5ErrorReply, type HandshakeEvent, type HandshakeState, type ProtocolGuess } from './protocol/server-handshake.js';
 
 export {
@@ -85,7 +86,7 @@ export {
   hasCode,
 } from './errors.js';
 
-export { createLogger, setLogFormat, type Logger, type LogLevel, type LogFormat } from './logger.js';
+export { SCRUBBED, canScrub, createLogger, isSafeLogging, scrubLine, scrubText, setLogFormat, setSafeLogging, type Logger, type LogLevel, type LogFormat } from './logger.js';
 export { systemClock, type Clock } from './clock.js';
 export { SocksmithProxy, createProxy, isLoopbackHost, type CreateProxyOptions, type ListenerProbe } from './proxy.js';
 export { Metrics, METRICS_PREFIX, LATENCY_BUCKETS, type MetricsOptions } from './metrics/metrics.js';

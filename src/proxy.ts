@@ -22,7 +22,7 @@ import { type AppliedPlugin, applyPlugins, closePlugins, startPlugins } from './
 import type { ListenerInfo } from './kernel/context.js';
 import type { Kernel } from './kernel/kernel.js';
 import { loadPlugins } from './kernel/plugin-loader.js';
-import { createLogger, type Logger } from './logger.js';
+import { canScrub, createLogger, setSafeLogging, type Logger } from './logger.js';
 import { formatHostPort } from './protocol/address.js';
 import { primeAllocator } from './kernel/allocator.js';
 
@@ -146,6 +146,11 @@ function listenerKey(l: ResolvedConfig['listen'][number]): string {
 
 /** Build a generation (container, kernel, applied plugins) without starting anything. */
 async function buildGeneration(config: ResolvedConfig, logger: Logger): Promise<Generation> {
+  // safeLogging is enforced by the logger itself (src/logger.ts): a logger socksmith did not make
+  // cannot scrub, so it is refused rather than leaking destinations.
+  if (config.log.safeLogging && !canScrub(logger)) {
+    throw new ConfigError('log.safeLogging', 'needs a logger made by createLogger() (the scrub lives in it); this one is not');
+  }
   // The plugins' and the upstream module's problems are reported together.
   const [pluginsResult, containerResult] = await Promise.allSettled([loadPlugins(config), createContainer(config, logger)]);
   const failed = [pluginsResult, containerResult].filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
@@ -215,7 +220,9 @@ export class SocksmithProxy {
     const cwd = options.cwd ?? process.cwd();
     const resolved = isResolved(config) ? config : resolveConfig(config, { file: undefined, dir: cwd });
     const logger = options.logger ?? createLogger(resolved.log.level);
-    return new SocksmithProxy(await buildGeneration(resolved, logger), logger);
+    const g = await buildGeneration(resolved, logger);
+    setSafeLogging(logger, resolved.log.safeLogging);
+    return new SocksmithProxy(g, logger);
   }
 
   /**
@@ -348,6 +355,7 @@ export class SocksmithProxy {
       await closeGeneration(next, this.logger);
       throw err;
     }
+    setSafeLogging(this.logger, config.log.safeLogging);
     // A new entry keeps a socket whose entry is the same, or whose real port it names (an entry
     // that said port 0 and bound 41121 is kept by a new entry saying 41121).
     const keep = new Set(this.listeners);

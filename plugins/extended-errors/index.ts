@@ -5,7 +5,10 @@
  * `.onion` name that is not a valid v3 address gets F6 at once, contacting nothing; a valid one
  * with the direct upstream (which can never reach it, and never sends it to DNS) gets F0.
  * Off (the default): the kernel collapses F0–F7 to RFC 1928 codes (`EXTENDED_TO_RFC1928`), and a
- * `.onion` with the direct upstream gets 04.
+ * valid `.onion` with the direct upstream gets 04.
+ * The v3 address check itself is the kernel's (issue #10): an invalid `.onion` CONNECT never
+ * reaches any upstream, plugin on or off; this plugin only decides that the client sees F6
+ * rather than 01.
  * Extended codes are never used in RESOLVE/RESOLVE_PTR replies (as in Tor).
  * @packageDocumentation
  */
@@ -17,14 +20,14 @@ import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
 import { Stage } from '../../src/kernel/stages.js';
 import { Command, Rep } from '../../src/protocol/constants.js';
 import { isOnionName } from '../../src/protocol/names.js';
-import { onionProblem } from './onion.js';
+import { onionProblem } from '../../src/protocol/onion.js';
 
 const PLUGIN_NAME = 'extended-errors';
 
 /** JSON schema of the extended-errors options. */
 export const ExtendedErrorsOptionsSchema = Type.Object(
   {
-    validateOnion: Type.Boolean({ default: true, description: 'Answer F6 at once for a .onion name that is not a valid v3 address, without contacting the upstream.' }),
+    validateOnion: Type.Boolean({ default: true, description: 'Answer F6 for a .onion name that is not a valid v3 address during onRequest, before later plugins see the request. false leaves the answer to the kernel, which refuses such names before any connect in any case (F6 with this plugin on).' }),
   },
   { additionalProperties: false, description: "Tor's extended SOCKS5 error codes F0–F7." },
 );

@@ -15,7 +15,7 @@ export const IsolationOptionsSchema = Type.Object(
     }),
     IsolateClientProtocol: Type.Boolean({ default: false, description: 'Separate SOCKS4/4a, SOCKS5 and HTTP CONNECT clients (default off).' }),
     IsolateDestPort: Type.Boolean({ default: false, description: 'Separate streams to different destination ports (default off).' }),
-    IsolateDestAddr: Type.Boolean({ default: false, description: 'Separate streams to different destination addresses, compared case-insensitively as the client wrote them (default off).' }),
+    IsolateDestAddr: Type.Boolean({ default: false, description: 'Separate streams to different destination addresses, compared in the form the kernel normalised them to (UTS-46: case and fullwidth forms folded) (default off).' }),
     SessionGroup: Type.Optional(
       Type.Integer({ minimum: 0, description: 'Streams from listeners with the same SessionGroup may share keys; by default every listener is its own group.' }),
     ),

@@ -96,7 +96,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
   let config = options.loaded.config;
   let shipped = ship(options.loaded);
   const count = config.workers;
-  const logger: Logger = createLogger(config.log.level);
+  const logger: Logger = createLogger(config.log.level, undefined, { safeLogging: config.log.safeLogging });
   // One isolation secret for every worker, for the primary's whole life (re-forked workers and
   // reloads included). Sent over the IPC channel only; never logged, never in the environment.
   const secret = randomBytes(32).toString('hex');

@@ -2,10 +2,12 @@
  * The access log: one `info` line per stream when it closes, and one per client a plugin refused
  * at accept. Written through the root logger with the connection id in the record: no child
  * logger and nothing else is built per connection (the line costs one object and pino's
- * serialization; `docs/performance.md` measures access lines at info against warn).
+ * serialization). With `log.safeLogging` on, through the connection's own logger instead, whose
+ * scrub also knows the connection's destination, client and user strings (src/logger.ts).
  * @packageDocumentation
  */
 import { errorMessage } from '../errors.js';
+import { type Logger, isSafeLogging } from '../logger.js';
 import { formatAddress } from '../protocol/address.js';
 import { commandName, repName } from '../protocol/constants.js';
 import type { ConnectionContext } from './context.js';
@@ -18,9 +20,10 @@ import type { Kernel } from './kernel.js';
  */
 export function logStreamClosed(kernel: Kernel, ctx: ConnectionContext, err: Error | undefined): void {
   const request = ctx.request!;
-  kernel.logger.info(
+  const [log, conn] = loggerFor(kernel, ctx);
+  log.info(
     {
-      conn: ctx.id,
+      conn,
       client: ctx.clientAddress,
       user: ctx.user,
       version: ctx.version,
@@ -41,5 +44,11 @@ export function logStreamClosed(kernel: Kernel, ctx: ConnectionContext, err: Err
 
 /** `connection refused`: a client an `onAccept` tap closed (the policy plugin's client ACL), with its reason. */
 export function logConnectionRefused(kernel: Kernel, ctx: ConnectionContext): void {
-  kernel.logger.info({ conn: ctx.id, client: ctx.clientAddress, refused: ctx.refusal ?? 'onAccept' }, 'connection refused');
+  const [log, conn] = loggerFor(kernel, ctx);
+  log.info({ conn, client: ctx.clientAddress, refused: ctx.refusal ?? 'onAccept' }, 'connection refused');
+}
+
+/** The root logger and the `conn` field; under safeLogging the connection's logger (it binds `conn` itself). */
+function loggerFor(kernel: Kernel, ctx: ConnectionContext): [Logger, number | undefined] {
+  return isSafeLogging(kernel.logger) ? [ctx.log, undefined] : [kernel.logger, ctx.id];
 }

@@ -13,6 +13,8 @@ import { type SocksAddress, ZERO_ADDRESS } from '../protocol/address.js';
 import type { SocksRequest } from '../protocol/codec.js';
 import { encodeSocks4Reply, encodeSocks5Reply } from '../protocol/codec.js';
 import { Command, Method, Rep, Socks4Rep, collapseRep, repName } from '../protocol/constants.js';
+import { isOnionName, normalizeDestination } from '../protocol/names.js';
+import { onionProblem } from '../protocol/onion.js';
 import { ServerHandshake, socks4Rejection, socks5ErrorReply } from '../protocol/server-handshake.js';
 import { repForError } from '../upstream/errors.js';
 import type { UpstreamStream } from '../upstream/types.js';
@@ -447,8 +449,13 @@ export class Connection implements SignalSource, SocketOwner {
     this.early!.push(chunk);
   }
 
-  private async runRequest(request: SocksRequest, encodeReply: (reply: Reply) => Buffer, leftover: Buffer): Promise<void> {
+  private async runRequest(sent: SocksRequest, encodeReply: (reply: Reply) => Buffer, leftover: Buffer): Promise<void> {
     const ctx = this.ctx;
+    // Every destination name is normalised once, here, where every front end (SOCKS4a, SOCKS5,
+    // HTTP CONNECT) enters: hooks, checks, upstreams, isolation and logs all see this one form
+    // (src/protocol/names.ts normalizeHost). A name that does not normalise is refused below.
+    const destination = normalizeDestination(sent.destination);
+    const request = destination === undefined || destination === sent.destination ? sent : { ...sent, destination };
     ctx.request = request;
     ctx.destination = request.destination;
     this.phase = 'request';
@@ -458,6 +465,11 @@ export class Connection implements SignalSource, SocketOwner {
     this.early = new EarlyData(this.kernel.config.limits.earlyData, this.socket);
     if (leftover.length > 0) this.pushEarly(Buffer.from(leftover));
     if (this.socket.isPaused() && this.early.bytes < this.kernel.config.limits.earlyData) this.socket.resume();
+    if (destination === undefined) {
+      ctx.log.debug({ destination: sent.destination.host }, 'destination name does not normalise; refused');
+      await this.answer({ rep: Rep.HOST_UNREACHABLE }, encodeReply);
+      return;
+    }
     let reply: Reply | undefined;
     try {
       const hook = this.kernel.hooks.onRequest;
@@ -487,6 +499,16 @@ export class Connection implements SignalSource, SocketOwner {
     const d = this.ctx.destination ?? request.destination;
     // Port 0 and the unspecified address can never be a real destination (Tor answers 01 / 5B).
     if (d.port === 0 || d.host === '0.0.0.0' || d.host === '::') return { rep: Rep.GENERAL_FAILURE };
+    // A .onion name that is not a valid v3 address never leaves this process, whatever the
+    // upstream and whether extended-errors is on: another SOCKS5 server might answer 00 to it.
+    // F6 reaches the client only with extended errors on; finalReply collapses it to 01 otherwise.
+    if (d.kind === 'domain' && isOnionName(d.host)) {
+      const problem = onionProblem(d.host);
+      if (problem !== undefined) {
+        this.ctx.log.debug({ problem }, 'invalid .onion address; refused');
+        return { rep: Rep.ONION_BAD_ADDRESS };
+      }
+    }
     return undefined;
   }
 

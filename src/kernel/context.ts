@@ -8,7 +8,7 @@
  */
 import type { SocksAddress } from '../protocol/address.js';
 import type { SocksRequest } from '../protocol/codec.js';
-import type { Logger } from '../logger.js';
+import { type Logger, bindSensitive } from '../logger.js';
 import type { EXTENDED_TO_RFC1928 } from '../protocol/constants.js';
 
 /** A listener as configured and bound. */
@@ -77,7 +77,12 @@ export class ConnectionContext {
   get log(): Logger {
     // pino's child() costs a few microseconds: most connections never log below the configured
     // level, so the child is only built when something actually logs.
-    return (this.logger ??= this.rootLogger.child({ conn: this.id }));
+    if (this.logger === undefined) {
+      this.logger = this.rootLogger.child({ conn: this.id });
+      // With log.safeLogging, these strings are scrubbed wherever they appear in its lines.
+      bindSensitive(this.logger, () => sensitiveStrings(this));
+    }
+    return this.logger;
   }
   private logger: Logger | undefined;
   private readonly rootLogger: Logger;
@@ -234,4 +239,14 @@ export class ConnectionContext {
     this.upstream = undefined;
     this.failure = undefined;
   }
+}
+
+/** What identifies a connection's traffic in free text: its destination names, client address and user name. */
+function sensitiveStrings(ctx: ConnectionContext): string[] {
+  const out: string[] = [];
+  if (ctx.request) out.push(ctx.request.destination.host);
+  if (ctx.destination && ctx.destination.host !== ctx.request?.destination.host) out.push(ctx.destination.host);
+  if (ctx.clientAddress) out.push(ctx.clientAddress);
+  if (ctx.credentials && ctx.credentials.username.length > 0) out.push(ctx.credentials.username.toString('utf8'));
+  return out;
 }

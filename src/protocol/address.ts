@@ -11,8 +11,9 @@ export type AddressKind = 'ipv4' | 'ipv6' | 'domain';
 /**
  * A destination or bound address: `host` is a dotted IPv4, a canonical IPv6 (no brackets) or a name.
  *
- * Names are kept exactly as the client sent them (case included): lowercasing or trimming a
- * trailing dot is policy, done by plugins, not by the codec.
+ * The codec keeps names exactly as the client sent them (case included). The kernel then
+ * normalises a request's name once, before any hook sees it (`normalizeHost` in names.ts: UTS-46,
+ * IP literals canonical), so hooks, upstreams and logs only ever see that form.
  */
 export interface SocksAddress {
   readonly kind: AddressKind;

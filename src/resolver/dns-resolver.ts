@@ -13,7 +13,7 @@ import { ResolveError, errorMessage } from '../errors.js';
 import type { ResolvedAddress } from '../kernel/hooks.js';
 import { classifyHost } from '../protocol/address.js';
 import { reverseName } from '../protocol/names.js';
-import { isOnionName } from '../protocol/names.js';
+import { isOnionName, normalizeHost } from '../protocol/names.js';
 import { PartitionedCache } from './cache.js';
 import { channels } from '../kernel/diagnostics.js';
 import type { LookupOptions, Resolver } from './types.js';
@@ -43,13 +43,18 @@ export class DnsResolver implements Resolver {
   }
 
   /** Forward lookup through the cache. IP literals are returned as they are, without DNS. */
-  async lookup(name: string, options: LookupOptions): Promise<readonly ResolvedAddress[]> {
+  async lookup(raw: string, options: LookupOptions): Promise<readonly ResolvedAddress[]> {
+    // The DNS boundary: the name is checked in the form the resolver would query. Node folds every
+    // name with UTS-46 before getaddrinfo / c-ares see it (`ｘ.ｏｎｉｏｎ` is queried as `x.onion`),
+    // so the onion check runs on the normalised name, and only that name is ever queried.
+    const name = normalizeHost(raw);
+    if (name === undefined) throw new ResolveError('name does not normalise (UTS-46); refused', { code: 'SOCKSMITH_ERR_RESOLVE_BAD_NAME' });
     const literal = classifyHost(name, 0);
     if (literal.kind !== 'domain') return [{ address: literal.host, family: literal.kind === 'ipv4' ? 4 : 6 }];
     if (isOnionName(name)) {
       throw new ResolveError(`refusing to resolve ${name}: .onion names never go to DNS`, { code: 'SOCKSMITH_ERR_RESOLVE_ONION' });
     }
-    const key = `${options.family}:${name.toLowerCase()}`;
+    const key = `${options.family}:${name}`;
     const hit = this.cache.get(options.partition, key);
     if (hit) {
       if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'forward', cached: true, ok: hit.ok });

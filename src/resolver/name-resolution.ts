@@ -9,6 +9,7 @@ import { ResolveError } from '../errors.js';
 import type { ConnectionContext } from '../kernel/context.js';
 import { type Hooks, type ResolvedAddress, isTapped } from '../kernel/hooks.js';
 import { classifyHost } from '../protocol/address.js';
+import { normalizeHost } from '../protocol/names.js';
 import type { Resolver } from './types.js';
 
 /** The `onResolve` → resolver pipeline, shared by upstreams and plugins. */
@@ -23,7 +24,11 @@ export class NameResolution {
    * Resolve `name` for `conn`. IP literals come back as they are. Rejects with a `ResolveError`
    * (or whatever deliberate error a tap threw).
    */
-  async lookup(name: string, family: 0 | 4 | 6, conn: ConnectionContext | undefined): Promise<readonly ResolvedAddress[]> {
+  async lookup(raw: string, family: 0 | 4 | 6, conn: ConnectionContext | undefined): Promise<readonly ResolvedAddress[]> {
+    // Destinations arrive normalised (the kernel does it once, at entry); a name a plugin made up
+    // is normalised here, so onResolve taps and the resolver see the same form as every check.
+    const name = normalizeHost(raw);
+    if (name === undefined) throw new ResolveError('name does not normalise (UTS-46); refused', { code: 'SOCKSMITH_ERR_RESOLVE_BAD_NAME' });
     const literal = classifyHost(name, 0);
     if (literal.kind !== 'domain') return [{ address: literal.host, family: literal.kind === 'ipv4' ? 4 : 6 }];
     if (isTapped(this.hooks.onResolve)) {

@@ -22,7 +22,11 @@ export interface LookupOptions {
   readonly client?: string;
 }
 
-/** Resolves names and addresses. Implementations must refuse `.onion` names. */
+/**
+ * Resolves names and addresses. Implementations must refuse `.onion` names in every spelling a
+ * resolver would fold to `.onion`: check `isOnionName(normalizeHost(name))` (src/protocol/names.ts),
+ * as {@link DnsResolver} does, and query only the normalised name.
+ */
 export interface Resolver {
   /** Forward lookup; rejects with a `ResolveError` (code `SOCKSMITH_ERR_RESOLVE_*`) on failure. */
   lookup(name: string, options: LookupOptions): Promise<readonly ResolvedAddress[]>;

@@ -166,6 +166,20 @@ describe('extended-errors on', () => {
     assert.deepEqual(dns.queries, []);
   });
 
+  test('validateOnion: false leaves the answer to the kernel, which still answers F6 before any upstream contact', async () => {
+    const up0 = await startRecordingUpstream({ answer: () => ({ rep: 0 }) });
+    const px = await startProxy({ upstream: socks5Upstream(up0.port), plugins: { 'extended-errors': { validateOnion: false } } });
+    try {
+      for (const [kind, name] of Object.entries(invalidOnions())) {
+        assert.equal(toHex((await connect5(px.port, name)).bytes), zeroReply(0xf6), kind);
+      }
+      assert.equal(up0.sessions.length, 0);
+    } finally {
+      await px.close();
+      await up0.close();
+    }
+  });
+
   test('a valid v3 onion (generated key, DuckDuckGo, sub., uppercase + trailing dot) with the direct upstream gets F0 and never reaches DNS', async () => {
     dns.clearLog();
     for (const name of [VALID, DUCKDUCKGO, `www.${VALID}`, `${VALID.toUpperCase()}.`]) {
@@ -211,27 +225,40 @@ describe('extended-errors off', () => {
     }
   });
 
-  test('an invalid .onion with the direct upstream gets 04 at once, nothing reaches DNS', async () => {
+  test('an invalid .onion with the direct upstream gets 01 at once (F6 collapsed, as Tor without ExtendedErrors), nothing reaches DNS', async () => {
     dns.clearLog();
     for (const [kind, name] of Object.entries(invalidOnions())) {
       const { bytes, ms } = await connect5(direct.port, name);
-      assert.equal(toHex(bytes), zeroReply(4), kind);
+      assert.equal(toHex(bytes), zeroReply(1), kind);
       assert.ok(ms < 1000, `${kind}: at once`);
     }
-    assert.equal(toHex((await connect5(direct.port, VALID)).bytes), zeroReply(4), 'a valid onion too');
+    assert.equal(toHex((await connect5(direct.port, VALID)).bytes), zeroReply(4), 'a valid onion: 04 (the direct upstream cannot reach it)');
     assert.deepEqual(dns.queries, []);
   });
 
-  test('an invalid .onion with a socks5 upstream is passed on (no local validation); the upstream\'s F6 becomes 01', async () => {
-    const up6 = await startRecordingUpstream({ answer: () => ({ rep: 0xf6 }) });
-    const px = await startProxy({ upstream: socks5Upstream(up6.port), plugins: { 'extended-errors': false } });
+  test('issue #10: an invalid .onion with a socks5 upstream that would answer 00 gets 01 / 5B locally; nothing reaches the upstream', async () => {
+    const up0 = await startRecordingUpstream({ answer: () => ({ rep: 0 }) });
+    const px = await startProxy({ upstream: socks5Upstream(up0.port), plugins: { 'extended-errors': false } });
     try {
-      const { bytes } = await connect5(px.port, 'expyuzz4wqqyqhjn.onion');
-      assert.equal(toHex(bytes), zeroReply(1));
-      assert.equal(up6.sessions.length, 1);
+      for (const [kind, name] of Object.entries(invalidOnions())) {
+        assert.equal(toHex((await connect5(px.port, name)).bytes), zeroReply(1), kind);
+        const c = await RawClient.connect(px.port);
+        c.write(req4(1, name, 80));
+        assert.equal(toHex(await c.readToEnd()), '00 5b 00 00 00 00 00 00', `${kind} (SOCKS4a)`);
+        c.destroy();
+        // Spelled so that only normalisation sees the .onion: fullwidth dot and letters.
+        const wide = name.replace(/\.onion$/, '．ｏｎｉｏｎ');
+        assert.equal(toHex((await connect5(px.port, wide)).bytes), zeroReply(1), `${kind} (fullwidth)`);
+      }
+      assert.equal(up0.sessions.length, 0, 'no connection to the upstream');
+      // A valid address is the upstream's business.
+      const { bytes } = await connect5(px.port, VALID);
+      assert.equal(bytes[1], 0);
+      assert.equal(up0.sessions.length, 1);
+      assert.equal(up0.sessions[0]!.request!.host, VALID);
     } finally {
       await px.close();
-      await up6.close();
+      await up0.close();
     }
   });
 });

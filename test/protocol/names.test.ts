@@ -4,7 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { isOnionName, normalizeName } from '../../src/protocol/names.js';
+import { domainToASCII } from 'node:url';
+import fc from 'fast-check';
+import { isOnionName, normalizeDestination, normalizeHost, normalizeName } from '../../src/protocol/names.js';
 
 describe('isOnionName', () => {
   const yes = [
@@ -49,5 +51,78 @@ describe('normalizeName', () => {
   test('leaves non-ASCII letters lowercased the JavaScript way, nothing else changed', () => {
     assert.equal(normalizeName('BÜCHER.Example'), 'bücher.example');
     assert.equal(normalizeName('a-b_c.d'), 'a-b_c.d');
+  });
+});
+
+describe('normalizeHost (issue #10: one form for every check)', () => {
+  const cases: Array<[string, string | undefined]> = [
+    ['Example.COM', 'example.com'],
+    ['example.com.', 'example.com.'],
+    ['ｅｘａｍｐｌｅ．ｃｏｍ', 'example.com'],
+    ['x。onion', 'x.onion'],
+    ['x｡onion', 'x.onion'],
+    ['x.on\u00adion', 'x.onion'],
+    ['x.ºnion', 'x.onion'],
+    ['x.ⓞnion', 'x.onion'],
+    ['x.onion\u200b', 'x.onion'],
+    ['x.oni\u034fon', 'x.onion'],
+    ['x.onion\ufe0f', 'x.onion'],
+    ['bücher.de', 'xn--bcher-kva.de'],
+    ['ß.de', 'xn--zca.de'],
+    ['under_score.test', 'under_score.test'],
+    ['127.0.0.1', '127.0.0.1'],
+    ['0x7f.1', '127.0.0.1'],
+    ['127.1', '127.0.0.1'],
+    ['2130706433', '127.0.0.1'],
+    ['0177.0.0.1', '127.0.0.1'],
+    ['１２７.０.０.１', '127.0.0.1'],
+    ['0', '0.0.0.0'],
+    ['[::1]', '::1'],
+    ['::ffff:127.0.0.1', '::ffff:7f00:1'],
+    ['[0:0:0:0:0:0:0:1]', '::1'],
+    ['::1%lo', undefined],
+    ['[::1%lo]', undefined],
+    ['fe80::1%eth0', undefined],
+    ['a..b', undefined],
+    ['.a', undefined],
+    ['.', undefined],
+    ['x.onion..', undefined],
+    ['a b', undefined],
+    ['a\tb.onion', undefined],
+    ['a\\b.onion', undefined],
+    ['a/b', undefined],
+    ['a%41', undefined],
+    ['a:80', undefined],
+    ['u@h', undefined],
+    ['ｘ.onion／a', undefined],
+    ['xn--zz.test', undefined],
+    ['1.2.3.999', undefined],
+    ['[foo]', undefined],
+    ['a'.repeat(256), undefined],
+  ];
+  for (const [input, want] of cases) {
+    test(`${JSON.stringify(input)} → ${JSON.stringify(want)}`, () => assert.equal(normalizeHost(input), want));
+  }
+
+  test('idempotent, and its output is what url.domainToASCII gives for names (property)', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 30 }), (s) => {
+        const n = normalizeHost(s);
+        if (n === undefined) return;
+        assert.equal(normalizeHost(n), n);
+        assert.ok(/^[\x21-\x7e]+$/.test(n), 'printable ASCII only');
+        if (!/^[\d.]+$/.test(n) && !n.includes(':')) assert.equal(domainToASCII(n), n);
+      }),
+      { seed: 0x0a13, numRuns: 2000 },
+    );
+  });
+
+  test('normalizeDestination: addresses pass untouched; names keep kind domain with the normalised host', () => {
+    const v4 = { kind: 'ipv4', host: '127.0.0.1', port: 1 } as const;
+    assert.equal(normalizeDestination(v4), v4);
+    assert.deepEqual(normalizeDestination({ kind: 'domain', host: '0x7f.1', port: 80 }), { kind: 'domain', host: '127.0.0.1', port: 80 });
+    assert.equal(normalizeDestination({ kind: 'domain', host: '::1%lo', port: 80 }), undefined);
+    const plain = { kind: 'domain', host: 'example.com', port: 80 } as const;
+    assert.equal(normalizeDestination(plain), plain, 'no copy when nothing changes');
   });
 });

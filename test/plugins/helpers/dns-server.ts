@@ -68,8 +68,11 @@ export function ptrName(ip: string): string {
 
 const TYPE_NAMES: Record<number, string> = { [Packet.TYPE.A]: 'A', [Packet.TYPE.AAAA]: 'AAAA', [Packet.TYPE.PTR]: 'PTR' };
 
-/** Start a DNS server on 127.0.0.1 (UDP and TCP, same port). */
-export async function startDnsServer(): Promise<TestDnsServer> {
+/**
+ * Start a DNS server on 127.0.0.1 (UDP and TCP, same port): a random high port, or `opts.port`
+ * (e.g. 53, for a resolv.conf that names 127.0.0.1; one attempt, no retry on another port).
+ */
+export async function startDnsServer(opts: { port?: number } = {}): Promise<TestDnsServer> {
   const table = new Map<string, AnswerSource>(); // `${type} ${name}`
   const nx = new Set<string>();
   const counts = new Map<string, number>();
@@ -111,7 +114,7 @@ export async function startDnsServer(): Promise<TestDnsServer> {
   // A random high port for both UDP and TCP (retried when either is taken): binding UDP to 0 and
   // then TCP to the same number raced with other test processes on the 2-core CI machine.
   for (let attempt = 0; ; attempt++) {
-    port = 20000 + Math.floor(Math.random() * 40000);
+    port = opts.port ?? 20000 + Math.floor(Math.random() * 40000);
     const udpOnly = dns2.createServer({ udp: true, handle: handle as never });
     const tcpOnly = dns2.createServer({ tcp: true, handle: handle as never });
     const bind = (srv: typeof udpOnly, opts: object) =>
@@ -133,7 +136,7 @@ export async function startDnsServer(): Promise<TestDnsServer> {
       server = combine(udpOnly, tcpOnly);
       break;
     } catch (err) {
-      if (attempt >= 19) throw err;
+      if (attempt >= 19 || opts.port !== undefined) throw err;
     }
   }
 

@@ -22,6 +22,7 @@ export { Tokens, resolveToken, type Token } from './di/tokens.js';
 export { Kernel } from './kernel/kernel.js';
 export { Stage, type StageValue } from './kernel/stages.js';
 export { ConnectionContext } from './kernel/context.js';
+export { clientKey } from './kernel/client-key.js';
 export type { ListenerInfo, Credentials, CredentialSource, UpstreamCredentials, FrontendProtocol, DeferredIsolation, SignalSource } from './kernel/context.js';
 export { HOOK_NAMES } from './kernel/hooks.js';
 export type {

@@ -167,7 +167,7 @@ async function buildGeneration(config: ResolvedConfig, logger: Logger): Promise<
 
 const closedGenerations = new WeakSet<Generation>();
 
-/** Close a generation's plugins and upstream (after its connections are gone). Once per generation. */
+/** Close a generation's plugins, upstream and resolver (after its connections are gone). Once per generation. */
 async function closeGeneration(g: Generation, logger: Logger): Promise<void> {
   if (closedGenerations.has(g)) return;
   closedGenerations.add(g);
@@ -176,6 +176,11 @@ async function closeGeneration(g: Generation, logger: Logger): Promise<void> {
     await g.kernel.upstream.close?.();
   } catch (err) {
     logger.warn({ err: errorMessage(err) }, 'upstream close failed');
+  }
+  try {
+    await g.kernel.resolver.close?.(); // pending lookups end now, not at their DNS timeout
+  } catch (err) {
+    logger.warn({ err: errorMessage(err) }, 'resolver close failed');
   }
 }
 
@@ -421,7 +426,9 @@ export class SocksmithProxy {
         this.current.kernel.accept(socket, info, client ? { address: client.address, port: client.port, family: client.family, initial: rest } : { initial: rest });
       },
       (err: unknown) => {
-        this.logger.warn({ peer, err: errorMessage(err) }, 'PROXY protocol header missing or invalid, closed');
+        // Batched too: a trusted balancer (or a peer behind it sending garbage) can open
+        // connections without a valid header as fast as an untrusted peer can.
+        this.current.kernel.noteRefusal('PROXY protocol header missing or invalid, closed', { peer, err: errorMessage(err) });
         discard(socket);
       },
     );

@@ -8,8 +8,8 @@
  * - HTTP CONNECT (http-detect tunnel mode): `Proxy-Authorization: Basic base64(user:pass)`.
  * - A stream that reaches `onRequest` without this plugin's acceptance is refused with REP 02.
  *
- * Verifications take turns per client address (round-robin, at most 64 waiting per address), and
- * an unknown username is hashed at the cost most users have.
+ * Verifications take turns per client address (round-robin, at most 64 waiting per address; an
+ * IPv6 client counts by its /64), and an unknown username is hashed at the cost most users have.
  *
  * The users file is watched and reloaded on change; a file that fails to parse keeps the users
  * already loaded, and one with no users replacing one with users is installed only if it stays
@@ -24,6 +24,7 @@ import { inject, injectable } from 'tsyringe';
 import type { ResolvedConfig } from '../../src/config/types.js';
 import { Tokens } from '../../src/di/tokens.js';
 import { ConfigError, errorMessage } from '../../src/errors.js';
+import { clientKey } from '../../src/kernel/client-key.js';
 import type { ConnectionContext, Credentials } from '../../src/kernel/context.js';
 import type { Kernel } from '../../src/kernel/kernel.js';
 import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
@@ -62,7 +63,7 @@ export const EMPTY_SETTLE_MS = 1000;
  * At most this many scrypt computations at once. Each one holds a libuv thread-pool thread (and
  * 128·N·r bytes), so a burst of logins must not starve file and DNS work; logins beyond it wait
  * their turn (one queue per client address, served round-robin), and a waiting login whose
- * client went away is dropped without hashing.
+ * client went away leaves the queue at once, without hashing.
  */
 const MAX_CONCURRENT_VERIFY = 2;
 
@@ -103,8 +104,9 @@ const OVER_CAP = Symbol('over cap');
  * Runs at most `max` tasks at once. Waiting tasks queue per client (FIFO within a client) and the
  * clients take turns (round-robin), so a client flooding logins gets one turn per round like
  * every other waiting client instead of a place in one long line; a client with `maxPerClient`
- * tasks waiting or running gets {@link OVER_CAP}. Tasks whose signal aborted while waiting are
- * skipped without running.
+ * tasks waiting or running gets {@link OVER_CAP}. A task whose signal aborts while it waits (its
+ * client went away) leaves the queue at once, without running, and no longer counts against its
+ * client's `maxPerClient`.
  */
 export class FairTurnQueue {
   private active = 0;
@@ -125,19 +127,18 @@ export class FairTurnQueue {
     return n;
   }
 
+  /**
+   * Run `task` in turn; `undefined` if `signal` aborted before it ran (it never runs then),
+   * {@link OVER_CAP} if `client` already has `maxPerClient` tasks waiting or running.
+   */
   async run<T>(client: string, signal: AbortSignal, task: () => Promise<T>): Promise<T | undefined | typeof OVER_CAP> {
+    if (signal.aborted) return undefined;
     const held = this.held.get(client) ?? 0;
     if (held >= this.maxPerClient) return OVER_CAP;
     this.held.set(client, held + 1);
     try {
       if (this.active < this.max) this.active++;
-      else
-        await new Promise<void>((resolve) => {
-          // The slot is handed over by release().
-          const q = this.waiting.get(client);
-          if (q) q.push(resolve);
-          else this.waiting.set(client, [resolve]);
-        });
+      else if (!(await this.turn(client, signal))) return undefined; // left the queue: no slot held
       try {
         if (signal.aborted) return undefined;
         return await task();
@@ -149,6 +150,32 @@ export class FairTurnQueue {
       if (n <= 0) this.held.delete(client);
       else this.held.set(client, n);
     }
+  }
+
+  /**
+   * Wait in `client`'s queue until release() hands over a slot (true), or until `signal` aborts
+   * (false: the task has left the queue and holds no slot).
+   */
+  private turn(client: string, signal: AbortSignal): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const go = () => {
+        signal.removeEventListener('abort', leave);
+        resolve(true);
+      };
+      const leave = () => {
+        const q = this.waiting.get(client);
+        const i = q ? q.indexOf(go) : -1;
+        if (i >= 0) {
+          q!.splice(i, 1);
+          if (q!.length === 0) this.waiting.delete(client);
+        }
+        resolve(false);
+      };
+      const q = this.waiting.get(client);
+      if (q) q.push(go);
+      else this.waiting.set(client, [go]);
+      signal.addEventListener('abort', leave, { once: true });
+    });
   }
 
   /** Hand the slot to the first waiting task of the next client in turn, or free it. */
@@ -292,12 +319,13 @@ export class AuthPlugin implements SocksmithPlugin {
 
   /** One scrypt verification, in turn with the others (round-robin over client addresses). */
   private async verify(conn: ConnectionContext, table: UsersTable, source: Credentials['source'], username: Buffer, password: Buffer): Promise<boolean> {
-    const user = await this.queue.run(conn.clientAddress, conn.signal, () => verifyUser(table, username, password));
+    // By clientKey(): an IPv6 client takes its turns (and has its cap) by its /64.
+    const user = await this.queue.run(clientKey(conn.clientAddress), conn.signal, () => verifyUser(table, username, password));
     if (user === OVER_CAP) {
       conn.log.info({ client: conn.clientAddress, source, max: MAX_LOGINS_PER_CLIENT }, 'auth: too many logins waiting from this address; refused without hashing');
       return false;
     }
-    if (conn.signal.aborted) return false; // the client went away while waiting for its turn
+    if (conn.signal.aborted) return false; // the client went away while waiting for its turn (it left the queue then)
     if (user) {
       conn.log.debug({ user: user.username, source }, 'auth: accepted');
       conn.user = user.username; // the access line's user (a SOCKS4 USERID is a secret: never set)

@@ -19,6 +19,7 @@ import type { ConnectionContext, ListenerInfo } from './context.js';
 import { type Hooks, isTapped } from './hooks.js';
 import { logConnectionRefused } from './access-log.js';
 import { channels } from './diagnostics.js';
+import { clientKey } from './client-key.js';
 import { discard } from './socket-owner.js';
 
 /** True for a loopback client address (127.0.0.0/8, ::1; IPv4-mapped already unmapped). */
@@ -30,10 +31,11 @@ function isLoopbackClient(address: string): boolean {
 @injectable()
 export class Kernel {
   private readonly live = new Set<Connection>();
+  /** Open connections by client key ({@link clientKey}: an IPv6 client counts by its /64). */
   private readonly perClient = new Map<string, number>();
   /** Connections still in their handshake (no request yet), oldest first: shed first under pressure. */
   private readonly handshakes = new Set<Connection>();
-  /** The same, by client address. */
+  /** The same, by client key. */
   private readonly handshakesByClient = new Map<string, Set<Connection>>();
   private nextId = 1;
   /** Refusals since the last log line, by message. */
@@ -80,6 +82,8 @@ export class Kernel {
   ): void {
     let address = peer?.address ?? socket.remoteAddress ?? '';
     if (address.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);
+    // Every per-client count is by client key: an IPv6 client by its /64 (see clientKey).
+    const key = clientKey(address);
     const limits = this.config.limits;
     // Unix-socket clients have no address to count by; only the global limit applies to them.
     // Loopback clients are every local program at once: counted only when the config sets the
@@ -91,7 +95,7 @@ export class Kernel {
     // pressure; with none to shed, the new one is closed at once, without a byte. Either way the
     // log says so, at most once a second.
     let reason: 'limits.maxConnectionsPerClient' | 'limits.maxConnections' | undefined;
-    if (perClientMax > 0 && (this.perClient.get(address) ?? 0) >= perClientMax && !this.shedHandshake(address, 'limits.maxConnectionsPerClient')) reason = 'limits.maxConnectionsPerClient';
+    if (perClientMax > 0 && (this.perClient.get(key) ?? 0) >= perClientMax && !this.shedHandshake(key, 'limits.maxConnectionsPerClient')) reason = 'limits.maxConnectionsPerClient';
     else if (this.live.size >= limits.maxConnections && !this.shedHandshake(undefined, 'limits.maxConnections')) reason = 'limits.maxConnections';
     if (reason) {
       discard(socket);
@@ -99,7 +103,7 @@ export class Kernel {
       if (channels.refused.hasSubscribers) channels.refused.publish({ reason, clientAddress: address });
       return;
     }
-    const fromClient = this.perClient.get(address) ?? 0;
+    const fromClient = this.perClient.get(key) ?? 0;
     const id = this.nextId++;
     const family =
       peer?.family ?? (listener.path !== undefined || socket.remoteFamily === undefined ? 'unix' : socket.remoteFamily === 'IPv6' && !address.includes('.') ? 'IPv6' : 'IPv4');
@@ -133,21 +137,21 @@ export class Kernel {
       }
     }
     this.live.add(conn);
-    this.perClient.set(address, fromClient + 1);
+    this.perClient.set(key, fromClient + 1);
     this.handshakes.add(conn);
-    const mine = this.handshakesByClient.get(address);
+    const mine = this.handshakesByClient.get(key);
     if (mine) mine.add(conn);
-    else this.handshakesByClient.set(address, new Set([conn]));
+    else this.handshakesByClient.set(key, new Set([conn]));
     if (channels.accepted.hasSubscribers) channels.accepted.publish({ conn: conn.ctx });
     conn.start(peer?.initial);
   }
 
   /**
-   * Close the oldest connection still in its handshake, of `address` or of anyone; false if
-   * there is none.
+   * Close the oldest connection still in its handshake, of client key `key` or of anyone; false
+   * if there is none.
    */
-  private shedHandshake(address: string | undefined, limit: string): boolean {
-    const pool = address === undefined ? this.handshakes : this.handshakesByClient.get(address);
+  private shedHandshake(key: string | undefined, limit: string): boolean {
+    const pool = key === undefined ? this.handshakes : this.handshakesByClient.get(key);
     const oldest = pool?.values().next().value as Connection | undefined;
     if (!oldest) return false;
     oldest.ctx.log.debug({ client: oldest.ctx.clientAddress, limit }, 'handshake closed to make room for a new connection (oldest first)');
@@ -159,7 +163,7 @@ export class Kernel {
   /** @internal A connection's handshake is over (its request arrived): it is no longer shed under pressure. */
   handshakeDone(conn: Connection): void {
     if (!this.handshakes.delete(conn)) return;
-    const a = conn.ctx.clientAddress;
+    const a = clientKey(conn.ctx.clientAddress);
     const mine = this.handshakesByClient.get(a);
     mine?.delete(conn);
     if (mine?.size === 0) this.handshakesByClient.delete(a);
@@ -194,7 +198,7 @@ export class Kernel {
   forget(conn: Connection): void {
     if (!this.live.delete(conn)) return;
     this.handshakeDone(conn);
-    const a = conn.ctx.clientAddress;
+    const a = clientKey(conn.ctx.clientAddress);
     const n = (this.perClient.get(a) ?? 1) - 1;
     if (n <= 0) this.perClient.delete(a);
     else this.perClient.set(a, n);

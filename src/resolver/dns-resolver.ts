@@ -16,6 +16,7 @@ import { reverseName } from '../protocol/names.js';
 import { isOnionName, normalizeHost } from '../protocol/names.js';
 import { PartitionedCache } from './cache.js';
 import { channels } from '../kernel/diagnostics.js';
+import { clientKey } from '../kernel/client-key.js';
 import type { LookupOptions, Resolver } from './types.js';
 
 type Cached = { ok: true; addresses: readonly ResolvedAddress[] } | { ok: false; message: string };
@@ -27,8 +28,18 @@ export class DnsResolver implements Resolver {
   private readonly cache: PartitionedCache<Cached>;
   private readonly ptrCache: PartitionedCache<CachedNames>;
   private readonly inflight = new Map<string, Promise<readonly ResolvedAddress[]>>();
-  /** Queries in flight by the client address that started them (see `resolver.maxPendingPerClient`). */
+  private readonly ptrInflight = new Map<string, Promise<readonly string[]>>();
+  /** Queries in flight (forward and reverse), for `resolver.maxPending`. */
+  private pending = 0;
+  /**
+   * Queries in flight by the client that started them, keyed by {@link clientKey} (an IPv6
+   * client by its /64), for `resolver.maxPendingPerClient`.
+   */
   private readonly pendingByClient = new Map<string, number>();
+  /** Set by close(): new lookups are refused. */
+  private closed = false;
+  /** Fail each pending query at once (close()). */
+  private readonly failPending = new Set<(err: Error) => void>();
   private readonly dns: dns.promises.Resolver | undefined;
   private readonly cfg: ResolvedConfig['resolver'];
 
@@ -64,21 +75,8 @@ export class DnsResolver implements Resolver {
     const flightKey = `${options.partition}\u0000${key}`;
     let p = this.inflight.get(flightKey);
     if (!p) {
-      if (this.inflight.size >= this.cfg.maxPending) {
-        throw new ResolveError(`cannot resolve ${name}: ${this.cfg.maxPending} lookups already pending (resolver.maxPending)`, { rep: 0x01 });
-      }
-      // Each client address has its share of the budget, so that one client with lookups stuck
-      // at a silent server cannot leave none for the others. A lookup that joins a query already
-      // in flight (same name and partition) costs nothing and is never refused here.
-      const client = options.client || undefined;
-      if (client !== undefined) {
-        const mine = this.pendingByClient.get(client) ?? 0;
-        if (mine >= this.cfg.maxPendingPerClient) {
-          throw new ResolveError(`cannot resolve ${name}: ${mine} lookups of this client already pending (resolver.maxPendingPerClient)`, { rep: 0x01 });
-        }
-        this.pendingByClient.set(client, mine + 1);
-      }
-      p = this.query(name, options.family).then(
+      const client = this.admit(`resolve ${name}`, options.client);
+      p = this.untilClosed(this.query(name, options.family)).then(
         ({ addresses, ttl }) => {
           if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'forward', cached: false, ok: true });
           this.cache.set(options.partition, key, { ok: true, addresses }, ttl * 1000);
@@ -93,10 +91,7 @@ export class DnsResolver implements Resolver {
       );
       p.finally(() => {
         this.inflight.delete(flightKey);
-        if (client === undefined) return;
-        const n = (this.pendingByClient.get(client) ?? 1) - 1;
-        if (n <= 0) this.pendingByClient.delete(client);
-        else this.pendingByClient.set(client, n);
+        this.settled(client);
       }).catch(() => {});
       this.inflight.set(flightKey, p);
     }
@@ -128,8 +123,12 @@ export class DnsResolver implements Resolver {
     return { addresses, ttl };
   }
 
-  /** Reverse lookup through the cache. */
-  async reverse(address: string, options: Pick<LookupOptions, 'partition'>): Promise<readonly string[]> {
+  /**
+   * Reverse lookup through the cache. Counted in `resolver.maxPending` and the client's
+   * `resolver.maxPendingPerClient` like a forward lookup; one that joins the same query already
+   * in flight (same address and partition) costs nothing.
+   */
+  async reverse(address: string, options: Pick<LookupOptions, 'partition' | 'client'>): Promise<readonly string[]> {
     const key = `ptr:${address}`;
     const hit = this.ptrCache.get(options.partition, key);
     if (hit) {
@@ -137,20 +136,104 @@ export class DnsResolver implements Resolver {
       if (hit.ok) return hit.names;
       throw new ResolveError(hit.message);
     }
-    try {
-      // With configured servers, ask them for the PTR record itself: Resolver.reverse() would
-      // answer from /etc/hosts first and never ask the servers.
-      const names = this.dns ? await this.dns.resolvePtr(reverseName(address)) : await dns.promises.reverse(address);
-      if (names.length === 0) throw new Error('no PTR record');
-      if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'reverse', cached: false, ok: true });
-      this.ptrCache.set(options.partition, key, { ok: true, names }, Math.min(this.cfg.cache.systemTtl, this.cfg.cache.maxTtl) * 1000);
-      return names;
-    } catch (err) {
-      if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'reverse', cached: false, ok: false });
-      const message = `cannot reverse-resolve ${address}: ${errorMessage(err)}`;
-      this.ptrCache.set(options.partition, key, { ok: false, message }, this.cfg.cache.negativeTtl * 1000);
-      throw new ResolveError(message, { cause: err });
+    const flightKey = `${options.partition}\u0000${key}`;
+    let p = this.ptrInflight.get(flightKey);
+    if (!p) {
+      const client = this.admit(`reverse-resolve ${address}`, options.client);
+      p = this.untilClosed(this.queryPtr(address)).then(
+        (names) => {
+          if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'reverse', cached: false, ok: true });
+          this.ptrCache.set(options.partition, key, { ok: true, names }, Math.min(this.cfg.cache.systemTtl, this.cfg.cache.maxTtl) * 1000);
+          return names;
+        },
+        (err: unknown) => {
+          if (channels.dns.hasSubscribers) channels.dns.publish({ type: 'reverse', cached: false, ok: false });
+          const message = `cannot reverse-resolve ${address}: ${errorMessage(err)}`;
+          this.ptrCache.set(options.partition, key, { ok: false, message }, this.cfg.cache.negativeTtl * 1000);
+          throw new ResolveError(message, { cause: err });
+        },
+      );
+      p.finally(() => {
+        this.ptrInflight.delete(flightKey);
+        this.settled(client);
+      }).catch(() => {});
+      this.ptrInflight.set(flightKey, p);
     }
+    return p;
+  }
+
+  private async queryPtr(address: string): Promise<readonly string[]> {
+    // With configured servers, ask them for the PTR record itself: Resolver.reverse() would
+    // answer from /etc/hosts first and never ask the servers.
+    const names = this.dns ? await this.dns.resolvePtr(reverseName(address)) : await dns.promises.reverse(address);
+    if (names.length === 0) throw new Error('no PTR record');
+    return names;
+  }
+
+  /**
+   * Take one query of the budgets, or throw (REP 01) when `resolver.maxPending` is used up, the
+   * client (by {@link clientKey}) holds its `resolver.maxPendingPerClient` share, or the
+   * resolver is closed. Each client has its share so that one client with lookups stuck at a
+   * silent server cannot leave none for the others. Returns the client key to give back to
+   * {@link settled}.
+   */
+  private admit(what: string, client: string | undefined): string | undefined {
+    if (this.closed) throw new ResolveError(`cannot ${what}: the resolver is closed`, { rep: 0x01 });
+    if (this.pending >= this.cfg.maxPending) {
+      throw new ResolveError(`cannot ${what}: ${this.cfg.maxPending} lookups already pending (resolver.maxPending)`, { rep: 0x01 });
+    }
+    const k = client ? clientKey(client) : undefined;
+    if (k !== undefined) {
+      const mine = this.pendingByClient.get(k) ?? 0;
+      if (mine >= this.cfg.maxPendingPerClient) {
+        throw new ResolveError(`cannot ${what}: ${mine} lookups of this client already pending (resolver.maxPendingPerClient)`, { rep: 0x01 });
+      }
+      this.pendingByClient.set(k, mine + 1);
+    }
+    this.pending++;
+    return k;
+  }
+
+  /** Give back what {@link admit} took. */
+  private settled(k: string | undefined): void {
+    this.pending--;
+    if (k === undefined) return;
+    const n = (this.pendingByClient.get(k) ?? 1) - 1;
+    if (n <= 0) this.pendingByClient.delete(k);
+    else this.pendingByClient.set(k, n);
+  }
+
+  /** `work`, or a rejection as soon as the resolver closes, whichever comes first. */
+  private untilClosed<T>(work: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.failPending.add(reject);
+      work.then(
+        (v) => {
+          this.failPending.delete(reject);
+          resolve(v);
+        },
+        (err: unknown) => {
+          this.failPending.delete(reject);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /**
+   * End every pending lookup (each fails at once with a `ResolveError`) and refuse new ones.
+   * With `resolver.servers`, the queries are cancelled, so their sockets and timers go too; the
+   * system resolver's getaddrinfo calls cannot be cancelled and finish in the thread pool on
+   * their own, their answers unused. Idempotent.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const pending = [...this.failPending];
+    this.failPending.clear();
+    for (const fail of pending) fail(new Error('the resolver closed'));
+    this.dns?.cancel();
+    this.clear();
   }
 
   /** Drop all cached answers. */

@@ -50,6 +50,6 @@ export class NameResolution {
         return answer.names;
       }
     }
-    return this.resolver.reverse(address, { partition: conn?.isolationKey ?? '' });
+    return this.resolver.reverse(address, { partition: conn?.isolationKey ?? '', client: conn?.clientAddress });
   }
 }

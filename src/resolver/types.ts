@@ -16,8 +16,8 @@ export interface LookupOptions {
   readonly partition: string;
   /**
    * The client address the lookup is made for (`conn.clientAddress`), for the per-client share of
-   * `resolver.maxPending`. `undefined` or `''` (no connection, a unix-socket client): only the
-   * global budget applies.
+   * `resolver.maxPending` (counted by `clientKey(client)`: an IPv6 client by its /64).
+   * `undefined` or `''` (no connection, a unix-socket client): only the global budget applies.
    */
   readonly client?: string;
 }
@@ -31,7 +31,13 @@ export interface Resolver {
   /** Forward lookup; rejects with a `ResolveError` (code `SOCKSMITH_ERR_RESOLVE_*`) on failure. */
   lookup(name: string, options: LookupOptions): Promise<readonly ResolvedAddress[]>;
   /** Reverse (PTR) lookup of an IP literal; rejects with a `ResolveError` on failure. */
-  reverse(address: string, options: Pick<LookupOptions, 'partition'>): Promise<readonly string[]>;
+  reverse(address: string, options: Pick<LookupOptions, 'partition' | 'client'>): Promise<readonly string[]>;
   /** Drop every cached answer (all partitions). */
   clear(): void;
+  /**
+   * Optional: called once when the proxy (or a configuration a reload replaced) closes, after its
+   * connections are gone. End pending lookups and release their sockets and timers, so that
+   * nothing outlives `proxy.close()`.
+   */
+  close?(): void | Promise<void>;
 }

@@ -1,10 +1,11 @@
 /**
  * Budgets per client under pressure (issue #10 items 7, 8 and 13): each client address has a
- * share of `resolver.maxPending` (a client with lookups stuck at a silent DNS server leaves room
- * for the others); the default per-client connection cap leaves
+ * share of `resolver.maxPending`, reverse lookups included (a client with lookups stuck at a
+ * silent DNS server leaves room for the others); the default per-client connection cap leaves
  * loopback clients alone (every local program is one loopback client) but still caps a public
  * address; over a limit the oldest connection still in its handshake is closed to make room
- * (never an established tunnel); refusals on a PROXY-protocol listener are logged in batches.
+ * (never an established tunnel); closes on a PROXY-protocol listener (an untrusted peer, or no
+ * valid header from a trusted one) are logged in batches.
  * Source addresses 127.0.0.2… are bound on loopback; a public client address comes in a PROXY
  * header.
  */
@@ -201,12 +202,11 @@ function qname(msg: Buffer): string {
   return labels.join('.').toLowerCase();
 }
 
-test('resolver.maxPending is shared per client: 300 lookups from 127.0.0.2 stuck at a DNS server that never answers hold 64 (the default quarter), the rest get REP 04 at once, and a RESOLVE from 127.0.0.3 is answered', async () => {
-  // The answering server: a real DNS server (dns2) on loopback.
-  const answering = await startDnsServer();
-  answering.setA('honest.test', ['192.0.2.10']);
-  // The server the proxy asks: never answers names under flood.test, passes the rest to the
-  // answering one (UDP, as the resolver asks first).
+/**
+ * The DNS server the proxy asks: never answers the names `silent` picks (it records them), and
+ * passes the rest to `answering` (UDP, as the resolver asks first).
+ */
+async function startSilentFront(answeringPort: number, silent: (name: string) => boolean): Promise<{ port: number; silentFor: Set<string>; close(): void }> {
   const front = dgram.createSocket('udp4');
   front.on('error', () => {});
   front.bind(0, '127.0.0.1');
@@ -215,7 +215,7 @@ test('resolver.maxPending is shared per client: 300 lookups from 127.0.0.2 stuck
   const relays = new Set<dgram.Socket>();
   front.on('message', (msg, rinfo) => {
     const name = qname(msg);
-    if (name.endsWith('.flood.test')) {
+    if (silent(name)) {
       silentFor.add(name);
       return;
     }
@@ -227,11 +227,26 @@ test('resolver.maxPending is shared per client: 300 lookups from 127.0.0.2 stuck
       relay.close();
       relays.delete(relay);
     });
-    relay.send(msg, answering.port, '127.0.0.1');
+    relay.send(msg, answeringPort, '127.0.0.1');
   });
-  const frontPort = (front.address() as net.AddressInfo).port;
+  return {
+    port: (front.address() as net.AddressInfo).port,
+    silentFor,
+    close() {
+      for (const r of relays) r.close();
+      front.close();
+    },
+  };
+}
+
+test('resolver.maxPending is shared per client: 300 lookups from 127.0.0.2 stuck at a DNS server that never answers hold 64 (the default quarter), the rest get REP 04 at once, and a RESOLVE from 127.0.0.3 is answered', async () => {
+  // The answering server: a real DNS server (dns2) on loopback.
+  const answering = await startDnsServer();
+  answering.setA('honest.test', ['192.0.2.10']);
+  const front = await startSilentFront(answering.port, (name) => name.endsWith('.flood.test'));
+  const silentFor = front.silentFor;
   const px = await startProxy({
-    resolver: { servers: [`127.0.0.1:${frontPort}`], timeout: 8000, tries: 1 }, // the flood stays pending while the test runs
+    resolver: { servers: [`127.0.0.1:${front.port}`], timeout: 8000, tries: 1 }, // the flood stays pending while the test runs
     plugins: { resolve: true },
   });
   const clients: RawClient[] = [];
@@ -259,8 +274,68 @@ test('resolver.maxPending is shared per client: 300 lookups from 127.0.0.2 stuck
   } finally {
     for (const c of clients) c.destroy();
     await px.close();
-    for (const r of relays) r.close();
     front.close();
     await answering.close();
+  }
+});
+
+test('reverse lookups (RESOLVE_PTR) count in the same budgets: 40 RESOLVE + 30 RESOLVE_PTR from 127.0.0.2 stuck at a silent DNS server hold 64 queries, the other 6 get REP 04 at once, and a RESOLVE_PTR from 127.0.0.3 is answered', async () => {
+  const answering = await startDnsServer();
+  answering.setPTR('192.0.2.10', ['honest.test']);
+  const front = await startSilentFront(answering.port, (name) => name.endsWith('.flood.test') || name.endsWith('.100.51.198.in-addr.arpa'));
+  const px = await startProxy({
+    resolver: { servers: [`127.0.0.1:${front.port}`], timeout: 8000, tries: 1 },
+    plugins: { resolve: true, 'resolve-ptr': true },
+  });
+  const clients: RawClient[] = [];
+  try {
+    const answers: number[] = [];
+    await inBatches(70, 35, async (i) => {
+      const c = await connectClient(px.port, { localAddress: '127.0.0.2' });
+      clients.push(c);
+      c.write(Buffer.concat([hex('05 01 00'), i < 40 ? req5(0xf0, `n${i}.flood.test`, 0, true) : req5(0xf1, `198.51.100.${i}`, 0)]));
+      void c.read(4, 30000).then(
+        (r) => answers.push(r[3]!),
+        () => {},
+      );
+    });
+    await waitFor(() => answers.length + front.silentFor.size === 70, 'the flood to settle', 10000);
+    const honest = await connectClient(px.port, { localAddress: '127.0.0.3' });
+    clients.push(honest);
+    honest.write(Buffer.concat([hex('05 01 00'), req5(0xf1, '192.0.2.10', 0)]));
+    const name = Buffer.from('honest.test');
+    assert.deepEqual(await honest.read(2 + 5 + name.length + 2, 5000), Buffer.concat([hex('05 00 05 00 00 03'), Buffer.from([name.length]), name, hex('00 00')]), "another client's RESOLVE_PTR is answered");
+    assert.equal(front.silentFor.size, 64, 'forward and reverse lookups together never got more than the share to the DNS server');
+    assert.equal(answers.length, 70 - 64);
+    assert.ok(answers.every((rep) => rep === 0x04), 'the lookups over the share get REP 04 at once');
+  } finally {
+    for (const c of clients) c.destroy();
+    await px.close();
+    front.close();
+    await answering.close();
+  }
+});
+
+test('300 connections from a TRUSTED balancer without a valid PROXY header: a few batched warn lines that count them all, not 300', async () => {
+  const px = await startProxy({ listen: [{ host: '127.0.0.1', port: 0, proxyProtocol: { trusted: ['127.0.0.0/8'] } }] });
+  const MSG = 'PROXY protocol header missing or invalid, closed';
+  try {
+    const t0 = Date.now();
+    await inBatches(300, 100, async (i) => {
+      const s = net.connect({ port: px.port, host: '127.0.0.1' });
+      s.on('error', () => {});
+      await once(s, 'connect');
+      // Half of them send a SOCKS greeting instead of a header, the others close before one.
+      if (i % 2 === 0) s.write(hex('05 01 00'));
+      else s.end();
+      await once(s, 'close');
+    });
+    const total = () => px.logs.filter((l) => l.msg === MSG).reduce((n, l) => n + Number(l.refused), 0);
+    await waitFor(() => total() === 300, 'every connection to be counted in a log line', 5000);
+    const lines = px.logs.filter((l) => l.msg === MSG);
+    assert.ok(lines.length <= 2 + Math.ceil((Date.now() - t0) / 1000), `${lines.length} lines`);
+    assert.ok(lines.every((l) => l.level === 'warn' && l.peer === '127.0.0.1' && typeof l.err === 'string'));
+  } finally {
+    await px.close();
   }
 });

@@ -1,10 +1,11 @@
 /**
  * `auth` under adversarial load (issue #10): the scrypt turns are shared round-robin between
  * client addresses with a cap per address (a login flood from some addresses cannot starve an
- * honest login from another); an unknown username is hashed at the cost most users have (not
- * the first line's); a users file that is truncated while being rewritten does not lock everyone
- * out. Behaviour is asserted through the scrypt counter, reply bytes and log lines, never through
- * elapsed time. Source addresses 127.0.0.2… are bound on loopback.
+ * honest login from another; a waiting login whose client went away frees its place at once);
+ * an unknown username is hashed at the cost most users have (not the first line's); a users
+ * file that is truncated while being rewritten does not lock everyone out. Behaviour is asserted
+ * through the scrypt counter, reply bytes and log lines, never through elapsed time. Source
+ * addresses 127.0.0.2… are bound on loopback.
  */
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
@@ -72,6 +73,71 @@ describe('scrypt turns are shared per client address', () => {
     await Promise.all([first, ...runs]);
     assert.deepEqual(order, ['a0', 'a1', 'b0', 'c0', 'a2', 'b1']);
     assert.equal(q.waitingCount, 0);
+  });
+
+  test('FairTurnQueue: a waiting task whose signal aborts leaves the queue at once and frees its place under the cap; it never runs', async () => {
+    const q = new FairTurnQueue(1, 2);
+    const signal = new AbortController().signal;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const ran: string[] = [];
+    const first = q.run('a', signal, async () => {
+      await gate;
+      ran.push('a0');
+    });
+    const gone = new AbortController();
+    const waiting = q.run('a', gone.signal, async () => void ran.push('a1'));
+    assert.equal(typeof (await q.run('a', signal, async () => void ran.push('a2'))), 'symbol', 'at the cap of 2');
+    assert.equal(q.waitingCount, 1);
+    gone.abort();
+    // Settled within the same turn of the event loop (before any slot was released).
+    const settled = await Promise.race([waiting, new Promise((r) => setImmediate(() => r('still waiting')))]);
+    assert.equal(settled, undefined, 'the aborted task settles at once, before any turn came');
+    assert.equal(q.waitingCount, 0, 'and has left the queue');
+    const next = q.run('a', signal, async () => void ran.push('a3'));
+    assert.equal(q.waitingCount, 1, 'its place under the cap is free again: a new task queues instead of being refused');
+    assert.equal(typeof (await q.run('a', signal, async () => 'x')), 'symbol', 'the cap still holds');
+    const late = new AbortController();
+    late.abort();
+    assert.equal(await q.run('b', late.signal, async () => void ran.push('b0')), undefined, 'a task aborted before it queues never runs');
+    release();
+    await Promise.all([first, next]);
+    assert.deepEqual(ran, ['a0', 'a3']);
+    assert.equal(q.waitingCount, 0);
+  });
+
+  test('logins whose clients reset leave the queue at once: 64 waiting from one address go away, and 64 new logins from that address are hashed, none refused', async () => {
+    // The slots stay busy with 20 slow logins from 127.0.0.8 (p=16: 16 times the work of
+    // N=4096, r=8, p=1, in 4 MiB), so before the fix the 64 gone logins held their places for
+    // many slow turns.
+    const file = path.join(dir, 'gone.txt');
+    const lines = [
+      formatUserLine('slow', await hashPassword('slow-pass', { N: 4096, r: 8, p: 16 })),
+      formatUserLine('alice', await hashPassword('alice-pass', { N: 4096, r: 8, p: 1 })),
+      formatUserLine('bob', await hashPassword('bob-pass', { N: 4096, r: 8, p: 1 })),
+    ];
+    await fs.writeFile(file, `${lines.join('\n')}\n`);
+    const px = await startProxy(authConfig(file));
+    const busy: RawClient[] = [];
+    const clients: RawClient[] = [];
+    const OVER = 'auth: too many logins waiting from this address; refused without hashing';
+    try {
+      busy.push(...(await Promise.all(Array.from({ length: 20 }, (_, i) => startLogin(px, '127.0.0.8', 'slow', `wrong-${i}`)))));
+      const gone = await Promise.all(Array.from({ length: MAX_LOGINS_PER_CLIENT }, (_, i) => startLogin(px, '127.0.0.9', 'alice', `wrong-${i}`)));
+      const hashedAtReset = scryptStats.calls;
+      for (const c of gone) c.socket.resetAndDestroy(); // the clients went away (RST)
+      await waitFor(() => px.proxy.kernel.connectionCount <= busy.length, 'the proxy to see the 64 clients go', 10000);
+      const again = await Promise.all(Array.from({ length: MAX_LOGINS_PER_CLIENT }, (_, i) => startLogin(px, '127.0.0.9', 'alice', `again-${i}`)));
+      clients.push(...again);
+      const answers = await Promise.all(again.map(async (c) => toHex(await c.read(2, 60000))));
+      assert.ok(answers.every((a) => a === '01 01'));
+      assert.equal(px.logs.filter((l) => l.msg === OVER).length, 0, 'no login from 127.0.0.9 was refused: the 64 that went away held no place');
+      // 20 slow ones and the 64 new ones at most: the 64 that went away were never hashed.
+      assert.ok(scryptStats.calls - hashedAtReset <= 20 + MAX_LOGINS_PER_CLIENT, `${scryptStats.calls - hashedAtReset} hashings`);
+    } finally {
+      for (const c of [...busy, ...clients]) c.destroy();
+      await px.close();
+    }
   });
 
   test('300-style flood: 3 addresses × 40 bad logins queued, then an honest login from a 4th address is served after at most one turn per address, before the flood drains', async () => {

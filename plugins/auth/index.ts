@@ -328,6 +328,7 @@ export class AuthPlugin implements SocksmithPlugin {
     if (conn.signal.aborted) return false; // the client went away while waiting for its turn (it left the queue then)
     if (user) {
       conn.log.debug({ user: user.username, source }, 'auth: accepted');
+      conn.user = user.username; // the access line's user (a SOCKS4 USERID is a secret: never set)
       return true;
     }
     conn.log.info({ user: shownName(username), source }, 'auth: wrong username or password');

@@ -4,9 +4,9 @@
  *
  * The mechanism lives in the kernel and the upstreams (EarlyData; `ConnectOptions.early`): this
  * plugin switches it on per stream by setting `conn.optimisticData`. With the socks5 upstream the
- * early bytes go out right behind the upstream request (pipelined after the method reply, which
- * Tor handles), saving one upstream round trip; with the direct upstream they leave the moment TCP
- * connects. Off: held until the upstream confirms, then flushed. Never lost while the stream
+ * early bytes go out in the same write as the upstream request when it is configured with
+ * `pipelining: true` (after the method and RFC 1929 replies), saving one upstream round trip;
+ * with the direct upstream they leave the moment TCP connects. Off: held until the upstream confirms, then flushed. Never lost while the stream
  * lives; discarded only when the connect fails.
  * @packageDocumentation
  */

@@ -30,7 +30,7 @@ import { formatAddress } from '../../src/protocol/address.js';
 import type { SocksRequest } from '../../src/protocol/codec.js';
 import { Command, Rep } from '../../src/protocol/constants.js';
 import { isOnionName } from '../../src/protocol/names.js';
-import { type PolicyRule, admittedPublicAddress, canReject, checkPolicy, isPrivateAddress, parseIp, parsePolicy } from './exit-policy.js';
+import { type PolicyRule, admittedPublicAddress, canReject, checkClientPolicy, checkPolicy, isPrivateAddress, parseIp, parsePolicy } from './exit-policy.js';
 import { PolicyOptionsSchema, type PolicyOptions } from './schema.js';
 
 export type { PolicyOptions } from './schema.js';
@@ -144,7 +144,7 @@ export class PolicyPlugin implements SocksmithPlugin {
   /** `onAccept`: `false` closes a client the ACL refuses. Unix-socket clients have no address and pass (Tor). */
   private admit(conn: ConnectionContext): false | undefined {
     if (conn.clientFamily === 'unix') return undefined;
-    const verdict = checkPolicy(this.clients, conn.clientAddress, undefined);
+    const verdict = checkClientPolicy(this.clients, conn.clientAddress); // NAT64 64:ff9b::/96 clients as IPv4
     if (verdict.action === 'accept') return undefined;
     conn.log.debug({ client: conn.clientAddress, rule: verdict.rule?.text ?? '(not an IP address)' }, 'policy: client refused by the clients ACL');
     conn.refusal = `policy: clients: ${verdict.rule?.text ?? '(not an IP address)'}`;

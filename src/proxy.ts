@@ -219,6 +219,16 @@ export class SocksmithProxy {
     return this.current.config;
   }
 
+  /**
+   * Open client connections of every generation: the current configuration's and those a reload
+   * replaced that are still finishing (the kernel's own `connectionCount` counts only its own).
+   */
+  get connectionCount(): number {
+    let n = this.current.kernel.connectionCount;
+    for (const g of this.retired) n += g.kernel.connectionCount;
+    return n;
+  }
+
   /** Build a proxy from a resolved config or a raw config object (validated here). Does not listen yet. */
   static async create(config: ResolvedConfig | SocksmithConfig | ConfigInput, options: CreateProxyOptions = {}): Promise<SocksmithProxy> {
     primeAllocator();

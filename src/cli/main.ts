@@ -127,7 +127,9 @@ async function main(): Promise<void> {
       void proxy.close(0).finally(() => process.exit(ExitCode.OK));
       return;
     }
-    logger.info({ signal, drainMs: config.timeouts.drain, open: proxy.kernel.connectionCount }, 'shutting down');
+    // The current configuration's drain (a reload may have changed it; close() uses it), and the
+    // connections of every generation (a reload's old ones drain too).
+    logger.info({ signal, drainMs: proxy.config.timeouts.drain, open: proxy.connectionCount }, 'shutting down');
     void proxy.close().then(
       () => {
         logger.info('stopped');

@@ -83,7 +83,7 @@ export async function runWorker(args: CliArgs): Promise<void> {
       return;
     }
     const p = proxy;
-    logger?.info({ reason, drainMs: p.config.timeouts.drain, open: p.kernel.connectionCount }, 'shutting down');
+    logger?.info({ reason, drainMs: p.config.timeouts.drain, open: p.connectionCount }, 'shutting down'); // every generation's
     stopping = p.close().then(
       () => {
         metrics?.close();

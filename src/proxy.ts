@@ -25,6 +25,7 @@ import { loadPlugins } from './kernel/plugin-loader.js';
 import { canScrub, createLogger, setSafeLogging, type Logger } from './logger.js';
 import { formatHostPort } from './protocol/address.js';
 import { primeAllocator } from './kernel/allocator.js';
+import { DnsResolver } from './resolver/dns-resolver.js';
 
 /** A BlockList of CIDRs and single addresses (IPv4-mapped IPv6 peers match IPv4 entries). */
 function blockListOf(entries: readonly string[]): net.BlockList {
@@ -365,6 +366,9 @@ export class SocksmithProxy {
     const next = await buildGeneration(config, this.logger);
     // The connections the old configuration still serves count against the new one's limits.
     next.kernel.shareBudget(this.current.kernel);
+    // So do the lookups it still waits for (resolver.maxPending, maxPendingPerClient), when both
+    // configurations use the built-in resolver (a plugin's own resolver keeps its own counts).
+    if (next.kernel.resolver instanceof DnsResolver && this.current.kernel.resolver instanceof DnsResolver) next.kernel.resolver.shareBudget(this.current.kernel.resolver);
     try {
       SocksmithProxy.checkOpenProxy(next);
       await startPlugins(next.plugins, config.timeouts.pluginStart);

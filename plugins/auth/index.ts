@@ -193,6 +193,17 @@ export class FairTurnQueue {
   }
 }
 
+/**
+ * The scrypt queue of the process: every `auth` plugin instance uses this one. The turns it hands
+ * out are libuv thread-pool threads, which are the process's, and a SIGHUP reload builds a new
+ * plugin instance while the old one still checks the logins its connections started: with one
+ * queue each, both would hash at once (twice {@link MAX_CONCURRENT_VERIFY}) and a client would
+ * get a fresh {@link MAX_LOGINS_PER_CLIENT} in the new one. Both limits are constants, so no
+ * reload changes them. (Two proxies embedded in one process share it too, as they share the
+ * thread pool.)
+ */
+const HASHING_QUEUE = new FairTurnQueue(MAX_CONCURRENT_VERIFY, MAX_LOGINS_PER_CLIENT);
+
 /** Username/password authentication against a users file. */
 @injectable()
 export class AuthPlugin implements SocksmithPlugin {
@@ -207,7 +218,8 @@ export class AuthPlugin implements SocksmithPlugin {
   private table: UsersTable | undefined;
   /** Connections this plugin accepted; `onRequest` refuses the others. */
   private readonly accepted = new WeakSet<ConnectionContext>();
-  private readonly queue = new FairTurnQueue(MAX_CONCURRENT_VERIFY, MAX_LOGINS_PER_CLIENT);
+  /** The process's one scrypt queue ({@link HASHING_QUEUE}), shared with the configurations a reload replaced. */
+  private readonly queue = HASHING_QUEUE;
   private watcher: fs.FSWatcher | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;

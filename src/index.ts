@@ -10,7 +10,18 @@ import 'reflect-metadata';
 export { inject, injectable } from 'tsyringe';
 export type { DependencyContainer } from 'tsyringe';
 
-export { defineConfig, type SocksmithConfig, type PluginsConfig, type PluginSetting, type CustomPluginSetting } from './config/define-config.js';
+export { defineConfig, type SocksmithConfig, type PluginsConfig, type PluginOptionsMap, type PluginSetting, type CustomPluginSetting } from './config/define-config.js';
+// Type-only (erased from index.js, so no run-time import of a plugin): loads the built-ins' PluginOptionsMap augmentations.
+export type {
+  AuthOptions,
+  ExtendedErrorsOptions,
+  HttpDetectOptions,
+  IsolationOptions,
+  OptimisticDataOptions,
+  PolicyOptions,
+  ResolveOptions,
+  ResolvePtrOptions,
+} from 'socksmith/builtin-types';
 export type { ConfigInput, ListenConfig, UpstreamConfig, DirectUpstreamConfig, Socks5UpstreamConfig, ModuleUpstreamConfig, ResolverConfig } from './config/schema.js';
 export type { ResolvedConfig, PluginEntry, ResolvedResolverConfig } from './config/types.js';
 export { loadConfig } from './config/load.js';
@@ -18,13 +29,14 @@ export { resolveConfig, DEFAULTS } from './config/normalize.js';
 export { BUILTIN_PLUGINS, BUILTIN_PLUGIN_NAMES, type BuiltinPluginName } from './config/builtins.js';
 
 export { Tokens, resolveToken, type Token } from './di/tokens.js';
+export { ProcessSecretStore, type SecretStore } from './di/secrets.js';
 
 export { Kernel } from './kernel/kernel.js';
 export { Stage, type StageValue } from './kernel/stages.js';
 export { ConnectionContext } from './kernel/context.js';
 export { clientKey } from './kernel/client-key.js';
 export type { ListenerInfo, Credentials, CredentialSource, UpstreamCredentials, FrontendProtocol, DeferredIsolation, SignalSource } from './kernel/context.js';
-export { HOOK_NAMES } from './kernel/hooks.js';
+export { HOOK_NAMES, isDeliberate } from './kernel/hooks.js';
 export type {
   Hooks,
   GreetingInfo,
@@ -67,7 +79,7 @@ export * from './protocol/constants.js';
 export * from './protocol/address.js';
 export * from './protocol/codec.js';
 export * from './protocol/names.js';
-export { isValidOnion, onionAddressFromKey, onionProblem } from './protocol/onion.js';
+export { base32Decode, isValidOnion, onionAddressFromKey, onionProblem } from './protocol/onion.js';
 export { ServerHandshake, classifyFirstByte, socks4Rejection, socks5ErrorReply, type HandshakeEvent, type HandshakeState, type ProtocolGuess } from './protocol/server-handshake.js';
 
 export {
@@ -80,6 +92,7 @@ export {
   ResolveError,
   PluginHookError,
   hasCode,
+  errorMessage,
 } from './errors.js';
 
 export { SCRUBBED, canScrub, createLogger, isSafeLogging, scrubLine, scrubText, setSafeLogging, type Logger, type LogLevel } from './logger.js';

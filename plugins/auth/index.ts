@@ -20,17 +20,23 @@
 import fs from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { inject, injectable } from 'tsyringe';
-import type { ResolvedConfig } from '../../src/config/types.js';
-import { Tokens } from '../../src/di/tokens.js';
-import { ConfigError, errorMessage } from '../../src/errors.js';
-import { clientKey } from '../../src/kernel/client-key.js';
-import type { ConnectionContext, Credentials } from '../../src/kernel/context.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import type { Logger } from '../../src/logger.js';
-import { Method, Rep } from '../../src/protocol/constants.js';
+import {
+  clientKey,
+  ConfigError,
+  errorMessage,
+  inject,
+  injectable,
+  Method,
+  Rep,
+  Stage,
+  Tokens,
+  type ConnectionContext,
+  type Credentials,
+  type Kernel,
+  type Logger,
+  type ResolvedConfig,
+  type SocksmithPlugin,
+} from 'socksmith';
 import { AuthOptionsSchema, type AuthOptions } from './schema.js';
 import { DEFAULT_SCRYPT_PARAMS, type UsersFileProblem, type UsersTable, parseUsersFile, socks4User, verifyUser } from './users-file.js';
 
@@ -528,6 +534,13 @@ export class AuthPlugin implements SocksmithPlugin {
 /** What identifies one version of the file without reading it. */
 function signatureOf(st: fs.Stats): string {
   return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { auth: … } })`. */
+  interface PluginOptionsMap {
+    auth: AuthOptions;
+  }
 }
 
 export default AuthPlugin;

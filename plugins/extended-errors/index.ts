@@ -13,14 +13,18 @@
  * @packageDocumentation
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { Command, Rep } from '../../src/protocol/constants.js';
-import { isOnionName } from '../../src/protocol/names.js';
-import { onionProblem } from '../../src/protocol/onion.js';
+import {
+  Command,
+  inject,
+  injectable,
+  isOnionName,
+  onionProblem,
+  Rep,
+  Stage,
+  Tokens,
+  type Kernel,
+  type SocksmithPlugin,
+} from 'socksmith';
 
 const PLUGIN_NAME = 'extended-errors';
 
@@ -65,6 +69,13 @@ export class ExtendedErrorsPlugin implements SocksmithPlugin {
       if (direct) return { rep: Rep.ONION_DESC_NOT_FOUND };
       return undefined;
     });
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { 'extended-errors': … } })`. */
+  interface PluginOptionsMap {
+    'extended-errors': ExtendedErrorsOptions;
   }
 }
 

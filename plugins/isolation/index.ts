@@ -6,40 +6,17 @@
  *
  * The key is a keyed hash (HMAC-SHA-256 with a per-process secret) of the enabled fields, so
  * neither the key nor the derived credentials reveal the client's address or credentials. With
- * `workers` > 1 the cluster primary hands every worker the same secret ({@link setProcessSecret}),
- * so a client gets the same key whichever worker accepts it.
+ * `workers` > 1 the cluster primary hands every worker the same secret (the process secret,
+ * `Tokens.SecretStore`, which the worker seeds), so a client gets the same key whichever worker accepts it.
  * @packageDocumentation
  */
-import { createHmac, randomBytes } from 'node:crypto';
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import type { ConnectionContext } from '../../src/kernel/context.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { Method } from '../../src/protocol/constants.js';
+import { createHmac } from 'node:crypto';
+import { inject, injectable, Method, Stage, Tokens, type ConnectionContext, type Kernel, type SecretStore, type SocksmithPlugin } from 'socksmith';
 import { IsolationOptionsSchema, type IsolationOptions } from './schema.js';
 
+export type { IsolationOptions } from './schema.js';
+
 const PLUGIN_NAME = 'isolation';
-
-/** The secret used when `options.secret` is not set: one per process, created on first use. */
-let processSecret: Buffer | undefined;
-
-/**
- * Set the secret the plugin uses when its options name none, for every instance constructed
- * afterwards (reloads included). A cluster worker calls it with the primary's secret before it
- * builds its proxy, so that all workers derive the same keys. At least 16 bytes.
- */
-export function setProcessSecret(secret: Uint8Array): void {
-  if (secret.length < 16) throw new RangeError('the isolation secret must have at least 16 bytes');
-  processSecret = Buffer.from(secret);
-}
-
-/** The per-process default secret: the one set by {@link setProcessSecret}, else 32 random bytes (kept for the process's life). */
-function defaultSecret(): Buffer {
-  processSecret ??= randomBytes(32);
-  return processSecret;
-}
 
 /** The fields that make up a stream's isolation key, before hashing (for tests and docs). */
 export function isolationFields(conn: ConnectionContext, o: IsolationOptions): Buffer[] {
@@ -73,9 +50,12 @@ export class IsolationPlugin implements SocksmithPlugin {
 
   private readonly secret: Buffer;
 
-  constructor(@inject(Tokens.PluginOptions) private readonly options: IsolationOptions) {
+  constructor(
+    @inject(Tokens.PluginOptions) private readonly options: IsolationOptions,
+    @inject(Tokens.SecretStore) secrets: SecretStore,
+  ) {
     // One default secret per process, not per instance: a reload (a new instance) keeps the keys.
-    this.secret = options.secret ? Buffer.from(options.secret, 'utf8') : defaultSecret();
+    this.secret = options.secret ? Buffer.from(options.secret, 'utf8') : secrets.processSecret();
   }
 
   /** The isolation key of `conn`: 32 hex characters of HMAC-SHA-256 over its length-prefixed fields. */
@@ -110,6 +90,13 @@ export class IsolationPlugin implements SocksmithPlugin {
       });
       return undefined;
     });
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { isolation: … } })`. */
+  interface PluginOptionsMap {
+    isolation: IsolationOptions;
   }
 }
 

@@ -11,12 +11,7 @@
  * @packageDocumentation
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { Command } from '../../src/protocol/constants.js';
+import { Command, inject, injectable, Stage, Tokens, type Kernel, type SocksmithPlugin } from 'socksmith';
 
 const PLUGIN_NAME = 'optimistic-data';
 
@@ -43,6 +38,13 @@ export class OptimisticDataPlugin implements SocksmithPlugin {
       if (request.command === Command.CONNECT) conn.optimisticData = true;
       return undefined;
     });
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { 'optimistic-data': … } })`. */
+  interface PluginOptionsMap {
+    'optimistic-data': OptimisticDataOptions;
   }
 }
 

@@ -18,18 +18,24 @@
  * @packageDocumentation
  */
 import type ipaddr from 'ipaddr.js';
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import { ConfigError, ResolveError } from '../../src/errors.js';
-import type { ConnectionContext } from '../../src/kernel/context.js';
-import type { ResolveQuery, ResolvedAddress } from '../../src/kernel/hooks.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { formatAddress } from '../../src/protocol/address.js';
-import type { SocksRequest } from '../../src/protocol/codec.js';
-import { Command, Rep } from '../../src/protocol/constants.js';
-import { isOnionName } from '../../src/protocol/names.js';
+import {
+  Command,
+  ConfigError,
+  formatAddress,
+  inject,
+  injectable,
+  isOnionName,
+  Rep,
+  ResolveError,
+  Stage,
+  Tokens,
+  type ConnectionContext,
+  type Kernel,
+  type ResolvedAddress,
+  type ResolveQuery,
+  type SocksmithPlugin,
+  type SocksRequest,
+} from 'socksmith';
 import { type PolicyRule, admittedPublicAddress, canReject, checkPolicy, isPrivateAddress, parseIp, parsePolicy } from './exit-policy.js';
 import { PolicyOptionsSchema, type PolicyOptions } from './schema.js';
 
@@ -266,6 +272,13 @@ export class PolicyPlugin implements SocksmithPlugin {
     }
     if (onPort && o.PreferIPv6) kept = [...kept.filter((x) => x.ip.kind() === 'ipv6'), ...kept.filter((x) => x.ip.kind() === 'ipv4')];
     return { addresses: kept.map((x) => x.a) };
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { policy: … } })`. */
+  interface PluginOptionsMap {
+    policy: PolicyOptions;
   }
 }
 

@@ -6,17 +6,22 @@
  * @packageDocumentation
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import { errorMessage } from '../../src/errors.js';
-import type { ConnectionContext } from '../../src/kernel/context.js';
-import type { Reply } from '../../src/kernel/hooks.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { type SocksAddress, classifyHost } from '../../src/protocol/address.js';
-import { Command, Rep } from '../../src/protocol/constants.js';
-import { ModeSchema, lookupSignal, useUpstream } from '../resolve/shared.js';
+import {
+  classifyHost,
+  Command,
+  errorMessage,
+  inject,
+  injectable,
+  Rep,
+  Stage,
+  Tokens,
+  type ConnectionContext,
+  type Kernel,
+  type Reply,
+  type SocksAddress,
+  type SocksmithPlugin,
+} from 'socksmith';
+import { ModeSchema, lookupSignal, useUpstream } from './shared.js';
 
 const PLUGIN_NAME = 'resolve-ptr';
 
@@ -71,6 +76,13 @@ export class ResolvePtrPlugin implements SocksmithPlugin {
       conn.log.debug({ err: errorMessage(err) }, 'RESOLVE_PTR failed');
       return FAILED;
     }
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { 'resolve-ptr': … } })`. */
+  interface PluginOptionsMap {
+    'resolve-ptr': ResolvePtrOptions;
   }
 }
 

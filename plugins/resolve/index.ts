@@ -11,20 +11,28 @@
  *   closes the connection after the reply (tor-resolve waits for the close).
  * @packageDocumentation
  */
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import { errorMessage } from '../../src/errors.js';
-import type { ConnectionContext } from '../../src/kernel/context.js';
-import type { Reply, ResolvedAddress } from '../../src/kernel/hooks.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { type SocksAddress, classifyHost } from '../../src/protocol/address.js';
-import type { SocksRequest } from '../../src/protocol/codec.js';
-import { Command, Rep } from '../../src/protocol/constants.js';
-import { isOnionName } from '../../src/protocol/names.js';
-import { repForError } from '../../src/upstream/errors.js';
+import {
+  classifyHost,
+  Command,
+  errorMessage,
+  inject,
+  injectable,
+  isOnionName,
+  Rep,
+  repForError,
+  Stage,
+  Tokens,
+  type ConnectionContext,
+  type Kernel,
+  type Reply,
+  type ResolvedAddress,
+  type SocksAddress,
+  type SocksmithPlugin,
+  type SocksRequest,
+} from 'socksmith';
 import { ResolveOptionsSchema, type ResolveOptions } from './schema.js';
+
+export type { ResolveOptions } from './schema.js';
 import { lookupSignal, useUpstream } from './shared.js';
 
 const PLUGIN_NAME = 'resolve';
@@ -95,6 +103,13 @@ export class ResolvePlugin implements SocksmithPlugin {
     if (!b || b.kind === 'domain') return FAILED;
     const a: ResolvedAddress = { address: b.host, family: b.kind === 'ipv6' ? 6 : 4 };
     return chooseAddress([a], version, this.options) ? answer(a) : FAILED;
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { resolve: … } })`. */
+  interface PluginOptionsMap {
+    resolve: ResolveOptions;
   }
 }
 

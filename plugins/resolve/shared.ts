@@ -4,8 +4,7 @@
  * @packageDocumentation
  */
 import { Type } from '@sinclair/typebox';
-import type { ConnectionContext } from '../../src/kernel/context.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
+import type { ConnectionContext, Kernel } from 'socksmith';
 
 /** The `mode` option of both plugins. */
 export const ModeSchema = Type.Union([Type.Literal('auto'), Type.Literal('upstream'), Type.Literal('local')], {

@@ -22,6 +22,7 @@ import { NameResolution } from '../resolver/name-resolution.js';
 import { DirectUpstream } from '../upstream/direct.js';
 import { Socks5Upstream } from '../upstream/socks5.js';
 import type { Upstream } from '../upstream/types.js';
+import { ProcessSecretStore } from './secrets.js';
 import { Tokens } from './tokens.js';
 
 /** A class tsyringe can construct. */
@@ -50,13 +51,14 @@ function isUpstreamClass(value: unknown): value is Constructor<Upstream> & { met
   return typeof value === 'function' && typeof (value as { prototype?: { connect?: unknown } }).prototype?.connect === 'function';
 }
 
-/** Build the container for one proxy: config, logger, clock, hooks, resolver, upstream, kernel. */
+/** Build the container for one proxy: config, logger, clock, hooks, secret store, resolver, upstream, kernel. */
 export async function createContainer(config: ResolvedConfig, logger: Logger, clock: Clock = systemClock): Promise<DependencyContainer> {
   const c = rootContainer.createChildContainer();
   c.register(Tokens.Config, { useValue: config });
   c.register(Tokens.Logger, { useValue: logger });
   c.register(Tokens.Clock, { useValue: clock });
   c.register(Tokens.Hooks, { useValue: createHooks() });
+  c.register(Tokens.SecretStore, { useValue: new ProcessSecretStore() });
   c.register(Tokens.Resolver, { useClass: DnsResolver }, { lifecycle: Lifecycle.Singleton });
   c.register(Tokens.NameResolution, { useClass: NameResolution }, { lifecycle: Lifecycle.Singleton });
   const up = config.upstream;

@@ -15,6 +15,7 @@ import type { Resolver } from '../resolver/types.js';
 import type { Upstream } from '../upstream/types.js';
 import type { Logger } from '../logger.js';
 import type { Clock } from '../clock.js';
+import type { SecretStore } from './secrets.js';
 
 /** A symbol that stands for a service of type `T`. */
 export type Token<T> = symbol & { readonly __service?: T };
@@ -41,6 +42,8 @@ export const Tokens = Object.freeze({
   Upstream: token<Upstream>('Upstream'),
   /** The kernel: hooks, services and the connection pipeline. */
   Kernel: token<Kernel>('Kernel'),
+  /** The per-process secret ({@link SecretStore}); a cluster worker seeds it with the primary's secret. */
+  SecretStore: token<SecretStore>('SecretStore'),
   /** The validated options of the plugin or upstream being constructed (registered in its child container). */
   PluginOptions: token<unknown>('PluginOptions'),
 });

@@ -1,15 +1,21 @@
 #!/usr/bin/env node
 // Runs every compiled test file (dist/test/**/*.test.js) with node's built-in test runner.
 // `npm test` compiles first (pretest). Node 20's --test does not expand globs and ignores .ts,
-// so the files are listed here explicitly; the runner's own summary (# tests / # pass / # fail)
-// is what CI reads. Extra arguments are passed through (e.g. a file filter as a substring).
+// so the files are listed here explicitly. Extra arguments are passed through: a substring
+// filters the files, a path to an existing .js/.mjs file runs that file, flags go to node.
+//
+// Output: node's `spec` reporter (one line per test, failures in full at the end), then every
+// skipped test with its reason, and last, alone on its line, `N passed, N failed, N skipped`,
+// which CI reads (scripts/summary-reporter.mjs). A --test-reporter flag replaces both.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const testDir = path.join(root, 'dist', 'test');
-const filters = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const explicit = process.argv.slice(2).filter((a) => !a.startsWith('-') && /\.m?js$/.test(a) && fs.existsSync(a)).map((a) => path.resolve(a));
+const filters = process.argv.slice(2).filter((a) => !a.startsWith('-') && !explicit.includes(path.resolve(a)));
 const flags = process.argv.slice(2).filter((a) => a.startsWith('-'));
 
 function walk(dir) {
@@ -21,13 +27,19 @@ function walk(dir) {
   });
 }
 
-let files = walk(testDir).sort();
+let files = explicit.length && !filters.length ? [] : walk(testDir).sort();
 if (filters.length) files = files.filter((f) => filters.some((x) => f.includes(x)));
+files.push(...explicit);
 if (files.length === 0) {
   console.error('run-tests: no test files found under dist/test (did tsc run?)');
   process.exit(1);
 }
-const nodeArgs = ['--test', '--test-concurrency=2', '--test-timeout=120000', ...flags, ...files];
+// The summary goes to a file and is printed after the run, so that it closes the output.
+const summaryFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'socksmith-tests-')), 'summary.txt');
+const reporters = flags.some((f) => f.startsWith('--test-reporter'))
+  ? []
+  : ['--test-reporter=spec', '--test-reporter-destination=stdout', `--test-reporter=${path.join(root, 'scripts', 'summary-reporter.mjs')}`, `--test-reporter-destination=${summaryFile}`];
+const nodeArgs = ['--test', '--test-concurrency=2', '--test-timeout=120000', ...reporters, ...flags, ...files];
 
 // The whole suite runs in a private network namespace with only loopback (`unshare -n`, then
 // `ip link set lo up`): no test can reach an address outside this machine or query the machine's
@@ -55,5 +67,16 @@ if (process.env.SOCKSMITH_TEST_NETNS === '1') {
 } else {
   console.error('run-tests: warning: no private network namespace (unshare -n needs root); running on the host network');
   res = spawnSync(process.execPath, nodeArgs, { stdio: 'inherit', cwd: root, env: process.env });
+}
+if (reporters.length) {
+  let summary = '';
+  try {
+    summary = fs.readFileSync(summaryFile, 'utf8');
+  } catch {
+    // node did not get as far as the end of the run
+  }
+  fs.rmSync(path.dirname(summaryFile), { recursive: true, force: true });
+  if (summary) process.stdout.write(summary);
+  else console.log(`run-tests: the test runner ended without a summary (exit ${res.status ?? res.signal})`);
 }
 process.exit(res.status ?? 1);

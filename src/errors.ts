@@ -21,6 +21,7 @@ export const ErrorCodes = {
   SOCKSMITH_ERR_PLUGIN_DEPENDENCY: 'A plugin depends on another plugin that is not enabled.',
   SOCKSMITH_ERR_PLUGIN_START_TIMEOUT: 'A plugin did not finish start() within the plugin timeout.',
   SOCKSMITH_ERR_PLUGIN_HOOK: 'A plugin threw or rejected inside a hook; the connection got a general-failure reply.',
+  SOCKSMITH_ERR_PLUGIN_FAILED: 'A plugin threw while being constructed, in apply(), or in start(); the message names the plugin, its file and the phase.',
   SOCKSMITH_ERR_UPSTREAM_CONNECT: 'The upstream could not open the stream; the error carries the SOCKS reply code.',
   SOCKSMITH_ERR_UPSTREAM_TIMEOUT: 'The upstream did not connect within timeouts.connect.',
   SOCKSMITH_ERR_UPSTREAM_REPLY: 'An upstream SOCKS server answered with a non-zero reply code.',
@@ -61,16 +62,50 @@ export class ProtocolError extends SocksmithError {
   }
 }
 
-/** The configuration is invalid. `key` is the full dotted path (`plugins.isolation.foo`). */
+/**
+ * The configuration is invalid. `key` is the full dotted path (`plugins.isolation.foo`).
+ *
+ * When a config has several mistakes they are all reported at once: the error thrown is the
+ * first, its `errors` lists every one (itself first), and its `message` is theirs, one per line.
+ */
 export class ConfigError extends SocksmithError {
   /** Dotted path of the offending key, or `''` for the root. */
   readonly key: string;
+  /** Every mistake found in the same pass, this one first (a single-element list when alone). */
+  readonly errors: readonly ConfigError[];
+  /**
+   * For a file that does not parse: the parser's code frame (the lines around the mistake, with
+   * a caret), printed under the one-line message. The message itself ends in `(line L, column C)`.
+   */
+  readonly frame: string | undefined;
 
-  constructor(key: string, message: string, code: ErrorCode = 'SOCKSMITH_ERR_CONFIG_INVALID', options?: { cause?: unknown }) {
+  constructor(key: string, message: string, code: ErrorCode = 'SOCKSMITH_ERR_CONFIG_INVALID', options?: { cause?: unknown; frame?: string }) {
     super(code, key ? `${key}: ${message}` : message, options);
     this.name = 'ConfigError';
     this.key = key;
+    this.errors = [this];
+    this.frame = options?.frame;
   }
+
+  /**
+   * One error standing for all of `errors` (at least one): the first, with `errors` set to the
+   * whole list and the message listing them one per line. A single error is returned as it is.
+   */
+  static all(errors: readonly ConfigError[]): ConfigError {
+    const flat = errors.flatMap((e) => e.errors);
+    if (flat.length === 1) return flat[0]!;
+    const first = flat[0]!;
+    const out = new ConfigError('', flat.map((e) => e.message).join('\n'), first.code, { cause: first.cause });
+    Object.defineProperty(out, 'key', { value: first.key });
+    Object.defineProperty(out, 'errors', { value: flat });
+    return out;
+  }
+}
+
+/** Every config error `err` stands for (`err.errors` when it has them), or `[err]`. */
+export function configErrorsOf(err: unknown): readonly unknown[] {
+  const list = (err as { errors?: unknown })?.errors;
+  return Array.isArray(list) && list.length > 0 ? list : [err];
 }
 
 /**
@@ -114,6 +149,42 @@ export class PluginHookError extends SocksmithError {
     this.plugin = plugin;
     this.hook = hook;
   }
+}
+
+/** Where a plugin failed outside a connection: {@link PluginError.phase}. */
+export type PluginPhase = 'constructor' | 'apply()' | 'start()';
+
+/**
+ * A plugin threw while being constructed, in `apply()` or in `start()`. The message names the
+ * plugin, its module file (for a plugin loaded from a file) and the phase, on one line:
+ * `plugin "deny-list" (/srv/deny-list.ts) failed in start(): cannot open database`. The
+ * original error is the `cause`.
+ */
+export class PluginError extends SocksmithError {
+  /** The plugin's config key. */
+  readonly plugin: string;
+  /** The phase that failed. */
+  readonly phase: PluginPhase;
+  /** The module file the plugin was loaded from; undefined for built-ins. */
+  readonly file: string | undefined;
+
+  constructor(plugin: string, phase: PluginPhase, file: string | undefined, cause: unknown, note?: string) {
+    const where = phase === 'constructor' ? 'its constructor' : phase;
+    super('SOCKSMITH_ERR_PLUGIN_FAILED', `plugin "${plugin}"${file ? ` (${file})` : ''} failed in ${where}: ${oneLine(errorMessage(cause))}${note ? `; ${note}` : ''}`, { cause });
+    this.name = 'PluginError';
+    this.plugin = plugin;
+    this.phase = phase;
+    this.file = file;
+  }
+}
+
+/** Fold a message onto one line (line breaks become spaces, blank lines dropped). */
+export function oneLine(s: string): string {
+  return s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(' ');
 }
 
 /** A readable message for any thrown value. */

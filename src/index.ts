@@ -43,6 +43,7 @@ export type {
   GreetingDecision,
   Takeover,
   TakeoverHandler,
+  HandshakeOutcome,
   AuthInfo,
   AuthDecision,
   Reply,
@@ -62,6 +63,7 @@ export {
   type UpstreamConnectedMessage,
   type ConnectionClosedMessage,
   type PluginErrorMessage,
+  type HandshakeEndedMessage,
   type DnsLookupMessage,
 } from './kernel/diagnostics.js';
 
@@ -88,6 +90,9 @@ export {
   SocksmithError,
   ProtocolError,
   ConfigError,
+  PluginError,
+  type PluginPhase,
+  configErrorsOf,
   UpstreamError,
   ResolveError,
   PluginHookError,
@@ -95,8 +100,8 @@ export {
   errorMessage,
 } from './errors.js';
 
-export { SCRUBBED, canScrub, createLogger, isSafeLogging, scrubLine, scrubText, setSafeLogging, type Logger, type LogLevel } from './logger.js';
+export { SCRUBBED, canScrub, createLogger, isSafeLogging, scrubLine, scrubText, setLogFormat, setSafeLogging, type Logger, type LogLevel, type LogFormat } from './logger.js';
 export { systemClock, type Clock } from './clock.js';
-export { SocksmithProxy, createProxy, isLoopbackHost, type CreateProxyOptions } from './proxy.js';
+export { SocksmithProxy, createProxy, isLoopbackHost, type CreateProxyOptions, type ListenerProbe } from './proxy.js';
 export { Metrics, METRICS_PREFIX, LATENCY_BUCKETS, type MetricsOptions } from './metrics/metrics.js';
 export { startMetricsServer, type MetricsServer, type MetricsServerOptions } from './metrics/server.js';

@@ -6,6 +6,7 @@
  * child logger, passes one scrub ({@link scrubLine}) before it reaches the stream.
  * @packageDocumentation
  */
+import { createRequire } from 'node:module';
 import { pino } from 'pino';
 
 /** The logger interface socksmith and its plugins use (pino's). */
@@ -16,6 +17,41 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 
 /** One of {@link LOG_LEVELS}. */
 export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Log line formats: `json` (one JSON object per line) or `pretty` (pino-pretty, for people). */
+export const LOG_FORMATS = ['json', 'pretty'] as const;
+
+/** One of {@link LOG_FORMATS}. */
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+let defaultFormat: LogFormat | undefined;
+
+/**
+ * Set the format of loggers created without a destination from now on (the CLI's
+ * `--log-format`). Without a call: `pretty` when stderr is a terminal, `json` otherwise.
+ */
+export function setLogFormat(format: LogFormat | undefined): void {
+  defaultFormat = format;
+}
+
+/** The format {@link createLogger} uses for stderr. */
+export function logFormat(): LogFormat {
+  return defaultFormat ?? (process.stderr.isTTY ? 'pretty' : 'json');
+}
+
+/** pino-pretty writing to fd 2, loaded only when the pretty format is used. */
+function prettyStream(): pino.DestinationStream {
+  const pretty = createRequire(import.meta.url)('pino-pretty') as (options: object) => pino.DestinationStream;
+  return pretty({
+    destination: 2,
+    // Synchronous: a person reads these lines, and none may be lost when the process exits.
+    sync: true,
+    colorize: process.stderr.isTTY === true,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname',
+    singleLine: true,
+  });
+}
 
 /** What replaces a scrubbed value (Tor writes the same). */
 export const SCRUBBED = '[scrubbed]';
@@ -115,6 +151,8 @@ export function scrubLine(line: string, exact: readonly string[] = []): string {
 /**
  * Create the root logger: JSON lines on stderr, ISO time, level names, passwords redacted, and the
  * safeLogging scrub wired in (off until {@link setSafeLogging} or `options.safeLogging` turns it on).
+ * In the `pretty` format ({@link logFormat}) the same (scrubbed) records go through pino-pretty:
+ * one human-readable line each, local time, colours on a terminal.
  *
  * `destination` is for tests; production always writes to fd 2.
  */
@@ -148,7 +186,7 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
         streamWrite: (line: string) => (state.safe ? scrubLine(line, exact) : line),
       },
     },
-    destination ?? pino.destination({ fd: 2, sync: false }),
+    destination ?? (logFormat() === 'pretty' ? prettyStream() : pino.destination({ fd: 2, sync: false })),
   );
   (logger as unknown as Scrubbable)[kScrub] = state;
   return logger;

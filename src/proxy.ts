@@ -58,6 +58,47 @@ async function removeStaleSocket(file: string): Promise<void> {
   if (!alive) fs.unlinkSync(file);
 }
 
+/** What {@link SocksmithProxy.check} found for one listener entry. */
+export interface ListenerProbe {
+  /** Index in `config.listen`. */
+  readonly index: number;
+  /** `HOST:PORT` or `unix:/path`, as the `listening on` line would name it. */
+  readonly address: string;
+  /** Why binding would fail right now (`EADDRINUSE`, …), or undefined when it would not. */
+  readonly problem: string | undefined;
+}
+
+/**
+ * Would binding this listener fail right now? A TCP address is bound and closed at once (port 0
+ * is always free); a unix socket path is taken when a live process accepts on it, or when the
+ * path exists and is not a socket.
+ */
+async function probeListener(l: ResolvedConfig['listen'][number]): Promise<string | undefined> {
+  if (l.path !== undefined) {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(l.path);
+    } catch {
+      return undefined;
+    }
+    if (!st.isSocket()) return 'EEXIST (the path exists and is not a socket)';
+    return new Promise((resolve) => {
+      const s = net.connect({ path: l.path! });
+      s.once('connect', () => {
+        s.destroy();
+        resolve('EADDRINUSE (a process accepts on this socket)');
+      });
+      s.once('error', () => resolve(undefined));
+    });
+  }
+  if (l.port === 0) return undefined;
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? errorMessage(err)));
+    server.listen({ host: l.host!, port: l.port!, ipv6Only: l.host!.includes(':'), exclusive: true }, () => server.close(() => resolve(undefined)));
+  });
+}
+
 /** True for 127.0.0.0/8, ::1, ::ffff:127.x and `localhost`. */
 export function isLoopbackHost(host: string): boolean {
   if (host === 'localhost' || host === '::1' || host === '[::1]') return true;
@@ -110,8 +151,15 @@ async function buildGeneration(config: ResolvedConfig, logger: Logger): Promise<
   if (config.log.safeLogging && !canScrub(logger)) {
     throw new ConfigError('log.safeLogging', 'needs a logger made by createLogger() (the scrub lives in it); this one is not');
   }
-  const loaded = await loadPlugins(config);
-  const container = await createContainer(config, logger);
+  // The plugins' and the upstream module's problems are reported together.
+  const [pluginsResult, containerResult] = await Promise.allSettled([loadPlugins(config), createContainer(config, logger)]);
+  const failed = [pluginsResult, containerResult].filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+  if (failed.length > 0) {
+    if (failed.every((e) => e instanceof ConfigError)) throw ConfigError.all(failed as ConfigError[]);
+    throw failed.find((e) => !(e instanceof ConfigError));
+  }
+  const loaded = (pluginsResult as PromiseFulfilledResult<Awaited<ReturnType<typeof loadPlugins>>>).value;
+  const container = (containerResult as PromiseFulfilledResult<DependencyContainer>).value;
   const kernel = resolveToken(container, Tokens.Kernel);
   const plugins = applyPlugins(container, kernel, loaded);
   return { container, kernel, config, plugins };
@@ -212,6 +260,23 @@ export class SocksmithProxy {
   /** @internal kept for tests written against the earlier name. */
   private checkOpenProxy(): void {
     SocksmithProxy.checkOpenProxy(this.current);
+  }
+
+  /**
+   * Everything {@link listen} checks, without binding a listener: the open-proxy guard (the very
+   * function `listen()` and `reload()` call), then every plugin's `start()` (bounded by
+   * `timeouts.pluginStart`). Then each TCP listener's address is tried (bound and closed at once)
+   * and each unix socket path probed, to report the ones that are taken right now: a start would
+   * fail on them with exit 69 — unless the process holding them is the running socksmith that a
+   * SIGHUP is about to reload. Throws what `listen()` would throw; does not close the proxy
+   * (`socksmith --check` closes it afterwards).
+   */
+  async check(): Promise<ListenerProbe[]> {
+    SocksmithProxy.checkOpenProxy(this.current);
+    await startPlugins(this.current.plugins, this.current.config.timeouts.pluginStart);
+    const out: ListenerProbe[] = [];
+    for (const [index, l] of this.current.config.listen.entries()) out.push({ index, address: l.path !== undefined ? `unix:${l.path}` : formatHostPort(l.host!, l.port!), problem: await probeListener(l) });
+    return out;
   }
 
   /** Start plugins and bind every listener. Resolves with the bound addresses (real ports). */

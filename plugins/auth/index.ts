@@ -41,6 +41,8 @@ import { AuthOptionsSchema, type AuthOptions } from './schema.js';
 import { DEFAULT_SCRYPT_PARAMS, type UsersFileProblem, type UsersTable, parseUsersFile, socks4User, verifyUser } from './users-file.js';
 
 export type { AuthOptions } from './schema.js';
+/** The `socksmith passwd` command (the CLI loads it from here, by this plugin's specifier). */
+export { runPasswd, type PasswdOptions } from './passwd.js';
 export {
   hashPassword,
   verifyPassword,
@@ -334,6 +336,7 @@ export class AuthPlugin implements SocksmithPlugin {
     if (conn.signal.aborted) return false; // the client went away while waiting for its turn (it left the queue then)
     if (user) {
       conn.log.debug({ user: user.username, source }, 'auth: accepted');
+      conn.user = user.username; // the access line's user (a SOCKS4 USERID is a secret: never set)
       return true;
     }
     conn.log.info({ user: shownName(username), source }, 'auth: wrong username or password');

@@ -66,9 +66,15 @@ export class HttpDetectPlugin implements SocksmithPlugin {
     // Synchronous decision: a sync tap costs no promise per connection.
     kernel.hooks.onGreeting.tap({ name: PLUGIN_NAME, stage: Stage.DEFAULT }, ({ firstByte }) => {
       if (!HTTP_FIRST_BYTES.has(firstByte)) return undefined;
-      if (!tunnel) return { takeover: (t: Takeover) => t.finish(this.page) };
+      if (!tunnel) return { takeover: (t: Takeover) => this.servePage(t) };
       return { takeover: (t: Takeover) => this.serveTunnel(t) };
     });
+  }
+
+  /** The 501 page for an HTTP client that took the SOCKS port for an HTTP proxy (a debug line; metrics count it). */
+  private servePage(t: Takeover): void {
+    t.conn.log.debug({ client: t.conn.clientAddress }, 'http-detect: HTTP request on the SOCKS port, served the 501 page');
+    t.finish(this.page, 'http_page');
   }
 
   /** Read the request head (bounded; the kernel's handshake timeout still applies), then tunnel. */

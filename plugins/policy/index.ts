@@ -136,6 +136,7 @@ export class PolicyPlugin implements SocksmithPlugin {
       if (!refusal) return undefined;
       const dest = conn.destination ?? request.destination;
       conn.log.debug({ destination: formatAddress(dest), reason: refusal.reason, ...(refusal.rule ? { rule: refusal.rule } : {}) }, 'policy: request refused');
+      conn.refusal = `policy: ${refusal.reason}${refusal.rule ? `: ${refusal.rule}` : ''}`;
       return { rep: refusal.rep };
     });
 
@@ -152,6 +153,7 @@ export class PolicyPlugin implements SocksmithPlugin {
     const verdict = checkPolicy(this.clients, conn.clientAddress, undefined);
     if (verdict.action === 'accept') return undefined;
     conn.log.debug({ client: conn.clientAddress, rule: verdict.rule?.text ?? '(not an IP address)' }, 'policy: client refused by the clients ACL');
+    conn.refusal = `policy: clients: ${verdict.rule?.text ?? '(not an IP address)'}`;
     return false;
   }
 

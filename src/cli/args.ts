@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.js';
 import { MAX_WORKERS, type ListenConfig } from '../config/schema.js';
-import { LOG_LEVELS } from '../logger.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from '../logger.js';
 
 /** Parsed command line. */
 export interface CliArgs {
@@ -15,12 +15,15 @@ export interface CliArgs {
   readonly version: boolean;
   readonly check: boolean;
   readonly logLevel: string | undefined;
+  /** `--log-format json|pretty`; undefined: pretty when stderr is a terminal, JSON otherwise. */
+  readonly logFormat: LogFormat | undefined;
   /** `--workers N|auto`: overrides the config's `workers`. */
   readonly workers: number | 'auto' | undefined;
 }
 
 /** The `--help` text. */
 export const USAGE = `Usage: socksmith [options]
+       socksmith passwd [--socks4] [--users-file FILE] USER
 
 A plugin-based SOCKS4/4a/5 proxy with Tor's SOCKS extensions.
 
@@ -31,16 +34,24 @@ Options:
                           IPv6 as [::1]:1080; port 0 picks a free port; unix:/path
                           for a unix socket
       --log-level LEVEL   fatal, error, warn, info, debug, trace or silent
+      --log-format FORMAT json or pretty (default: pretty when stderr is a
+                          terminal, json otherwise)
       --workers N|auto    serve with N processes (node:cluster); auto: one per CPU
-      --check             validate the configuration (plugins included) and exit
+      --check             run every check a start runs (config, plugins and their
+                          start(), the open-proxy guard), bind nothing, say which
+                          listen addresses are taken right now, and exit
   -h, --help              show this help
   -V, --version           print the version
 
+passwd prints a users-file line for the auth plugin (password from the terminal,
+not echoed, or the first line of stdin); with --users-file it adds or replaces USER's
+line in FILE.
+
 Prints "socksmith listening on HOST:PORT" on stdout per listener once all are bound;
-logs are JSON lines on stderr. SIGTERM/SIGINT drain open tunnels (timeouts.drain), then exit 0
+logs go to stderr (JSON lines, or pretty lines on a terminal). SIGTERM/SIGINT drain open tunnels (timeouts.drain), then exit 0
 (with workers: every worker drains, then the primary exits 0); SIGHUP reloads the config.
 Exit codes: 0 ok, 64 bad flags, 69 cannot listen, 70 runtime error, 78 bad config.
-Docs: README.md and docs/ in the package.`;
+Docs: README.md, docs/ and plugins/*/README.md in the package.`;
 
 /** Parse `HOST:PORT`, `[IPv6]:PORT` or `unix:/path`. */
 export function parseListen(value: string): ListenConfig {
@@ -70,6 +81,7 @@ export function parseCliArgs(argv: readonly string[]): CliArgs {
         config: { type: 'string', short: 'c' },
         listen: { type: 'string', short: 'l', multiple: true },
         'log-level': { type: 'string' },
+        'log-format': { type: 'string' },
         workers: { type: 'string' },
         check: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -83,7 +95,12 @@ export function parseCliArgs(argv: readonly string[]): CliArgs {
   if (logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError('--log-level', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
   }
+  const logFormat = values['log-format'];
+  if (logFormat !== undefined && !(LOG_FORMATS as readonly string[]).includes(logFormat)) {
+    throw new ConfigError('--log-format', `must be one of ${LOG_FORMATS.join(', ')}, got ${JSON.stringify(logFormat)}`);
+  }
   return {
+    logFormat: logFormat as LogFormat | undefined,
     workers: parseWorkers(values.workers),
     config: values.config,
     listen: (values.listen ?? []).map(parseListen),

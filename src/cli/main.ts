@@ -9,10 +9,12 @@
 import 'reflect-metadata';
 import cluster from 'node:cluster';
 import fs from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BUILTIN_PLUGINS } from '../config/builtins.js';
 import type { ResolvedConfig } from '../config/types.js';
-import { type SocksmithError, errorMessage } from '../errors.js';
-import { createLogger } from '../logger.js';
+import { type SocksmithError, configErrorsOf, errorMessage } from '../errors.js';
+import { createLogger, setLogFormat } from '../logger.js';
 import { formatHostPort } from '../protocol/address.js';
 import { SocksmithProxy } from '../proxy.js';
 import { type LoadedConfig, isConfigError, listenerLabel as where, loadCliConfig } from '../cluster/config.js';
@@ -21,9 +23,18 @@ import { runWorker } from '../cluster/worker.js';
 import { USAGE, parseCliArgs } from './args.js';
 import { ExitCode } from './exit-codes.js';
 
+/** socksmith's package.json: the nearest one above this file (dist/src/cli/ or src/cli/). */
 function version(): string {
-  const pkg = JSON.parse(fs.readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
-  return pkg.version;
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 8; i++) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file)) {
+      const pkg = JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: string; version: string };
+      if (pkg.name === 'socksmith') return pkg.version;
+    }
+    dir = path.dirname(dir);
+  }
+  return 'unknown';
 }
 
 function die(message: string, code: number): never {
@@ -31,13 +42,51 @@ function die(message: string, code: number): never {
   process.exit(code);
 }
 
+/** `--log-level debug` or `trace` on the command line: stacks are printed with errors. */
+let showStacks = false;
+
+/**
+ * Print a config error (every mistake it stands for, one `config error:` line each, and a parse
+ * error's code frame under its line) and exit 78.
+ */
+function dieConfig(err: unknown): never {
+  const out: string[] = [];
+  for (const e of configErrorsOf(err)) {
+    out.push(`socksmith: config error: ${errorMessage(e)}`);
+    const frame = (e as { frame?: unknown }).frame;
+    if (typeof frame === 'string' && frame) out.push(...frame.split('\n').map((l) => `  ${l}`));
+  }
+  if (showStacks) out.push(String((err as Error)?.stack ?? ''));
+  process.stderr.write(`${out.join('\n')}\n`);
+  process.exit(ExitCode.CONFIG);
+}
+
+/** Any other failure: one line (a plugin's names the plugin, its file and the phase), exit 69 or 70. */
+function dieRuntime(err: unknown): never {
+  const code = (err as SocksmithError)?.code === 'SOCKSMITH_ERR_LISTEN' ? ExitCode.UNAVAILABLE : ExitCode.SOFTWARE;
+  // The stack that says where it went wrong: the plugin's own error (the cause), else this one.
+  const cause = (err as { cause?: unknown })?.cause;
+  const stack = showStacks ? `\n${((cause instanceof Error ? cause : err) as Error)?.stack ?? ''}` : '';
+  die(`${errorMessage(err)}${stack}`, code);
+}
+
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === 'passwd') {
+    // The auth plugin owns the users file: load it by its specifier from the one list of built-ins.
+    const auth = BUILTIN_PLUGINS.find((b) => b.name === 'auth')!.module;
+    const { runPasswd } = (await import(auth)) as { runPasswd: (argv: readonly string[], options: { command: string }) => Promise<number> };
+    process.exitCode = await runPasswd(argv.slice(1), { command: 'socksmith passwd' });
+    return;
+  }
   let args;
   try {
-    args = parseCliArgs(process.argv.slice(2));
+    args = parseCliArgs(argv);
   } catch (err) {
     die(`${errorMessage(err)}\n${USAGE.split('\n')[0]}`, ExitCode.USAGE);
   }
+  showStacks = args.logLevel === 'debug' || args.logLevel === 'trace';
+  setLogFormat(args.logFormat);
   if (args.help) {
     process.stdout.write(`${USAGE}\n`);
     return;
@@ -54,18 +103,11 @@ async function main(): Promise<void> {
   try {
     loaded = await loadCliConfig(args);
     config = loaded.config;
-    if (args.check) {
-      // Build everything a start would (plugin and upstream modules loaded, options validated,
-      // plugins constructed and applied), but bind nothing.
-      const probe = await SocksmithProxy.create(config, { logger: createLogger('silent') });
-      await probe.close(0);
-      process.stdout.write(`socksmith: configuration ok${config.source.file ? ` (${config.source.file})` : ' (defaults)'}\n`);
-      return;
-    }
+    if (args.check) return await check(config);
     // Workers: validate everything a worker will build (plugins included) once, before forking.
     if (config.workers > 1) upstream = await probeConfig(config);
   } catch (err) {
-    if (isConfigError(err)) die(`config error: ${errorMessage(err)}`, ExitCode.CONFIG);
+    if (isConfigError(err)) dieConfig(err);
     throw err;
   }
   if (config.workers > 1) return runPrimary({ args, loaded, upstream });
@@ -75,7 +117,7 @@ async function main(): Promise<void> {
   try {
     proxy = await SocksmithProxy.create(config, { logger });
   } catch (err) {
-    if (isConfigError(err)) die(`config error: ${errorMessage(err)}`, ExitCode.CONFIG);
+    if (isConfigError(err)) dieConfig(err);
     throw err;
   }
   // Handlers go in before the listeners bind: a supervisor may send SIGTERM the moment it reads
@@ -129,15 +171,32 @@ async function main(): Promise<void> {
     if (metrics) process.stdout.write(`socksmith metrics on ${formatHostPort(metrics.host, metrics.port)}\n`);
     logger.info({ listeners: bound.map(where), upstream: proxy.kernel.upstream.name, plugins: config.plugins.map((p) => p.name), config: config.source.file }, 'socksmith started');
   } catch (err) {
-    if (isConfigError(err)) die(`config error: ${errorMessage(err)}`, ExitCode.CONFIG);
-    const code = (err as SocksmithError)?.code === 'SOCKSMITH_ERR_LISTEN' ? ExitCode.UNAVAILABLE : ExitCode.SOFTWARE;
+    if (isConfigError(err)) dieConfig(err);
     logger.flush?.();
-    die(errorMessage(err), code);
+    dieRuntime(err);
   }
+}
 
+/**
+ * `--check`: everything a start checks, without binding (SocksmithProxy.check: the open-proxy
+ * guard, every plugin's start()), then close. A listen address taken right now is reported on
+ * stderr but does not fail the check: the running socksmith a reload is checked for holds it.
+ */
+async function check(config: ResolvedConfig): Promise<void> {
+  const probe = await SocksmithProxy.create(config, { logger: createLogger('silent') });
+  let listeners;
+  try {
+    listeners = await probe.check();
+  } finally {
+    await probe.close(0);
+  }
+  for (const l of listeners) {
+    if (l.problem) process.stderr.write(`socksmith: warning: listen.${l.index}: ${l.address} cannot be bound right now (${l.problem}); a start would exit 69 unless this is the running socksmith's own listener\n`);
+  }
+  process.stdout.write(`socksmith: configuration ok${config.source.file ? ` (${config.source.file})` : ' (defaults)'}\n`);
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`socksmith: ${errorMessage(err)}\n${(err as Error)?.stack ?? ''}\n`);
-  process.exit(ExitCode.SOFTWARE);
+  if (isConfigError(err)) dieConfig(err);
+  dieRuntime(err);
 });

@@ -6,7 +6,9 @@
  */
 import type { CliArgs } from '../cli/args.js';
 import { loadConfigFile } from '../config/load.js';
-import { resolveConfig } from '../config/normalize.js';
+import { partialConfigOf, resolveConfig } from '../config/normalize.js';
+import { ConfigError } from '../errors.js';
+import { loadPlugins } from '../kernel/plugin-loader.js';
 import type { ResolvedConfig } from '../config/types.js';
 import type { ListenerInfo } from '../kernel/context.js';
 import { formatHostPort } from '../protocol/address.js';
@@ -50,7 +52,20 @@ export function withOverrides(raw: unknown, args: CliArgs): unknown {
 export async function loadCliConfig(args: CliArgs, cwd: string = process.cwd()): Promise<LoadedConfig> {
   const { raw, source } = await loadConfigFile({ file: args.config, cwd });
   const overridden = withOverrides(raw, args);
-  return { raw: overridden, source, config: resolveConfig(overridden, source) };
+  try {
+    return { raw: overridden, source, config: resolveConfig(overridden, source) };
+  } catch (err) {
+    // Every mistake in one run: with the file's errors, those of the enabled plugins' options.
+    const partial = partialConfigOf(err);
+    if (partial) {
+      try {
+        await loadPlugins(partial);
+      } catch (more) {
+        if (more instanceof ConfigError) throw ConfigError.all([err as ConfigError, more]);
+      }
+    }
+    throw err;
+  }
 }
 
 /** `HOST:PORT`, `[v6]:PORT` or `unix:/path`: how the `listening on` line names a listener. */

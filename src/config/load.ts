@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cosmiconfig, type Loader } from 'cosmiconfig';
 import { createJiti } from 'jiti';
 import { ConfigError, errorMessage } from '../errors.js';
@@ -39,7 +39,12 @@ let jitiInstance: ReturnType<typeof createJiti> | undefined;
 export function tsImporter(): ReturnType<typeof createJiti> {
   // moduleCache off: a reload (SIGHUP) must see edited files; fsCache off: nothing written to disk,
   // so read-only deployments work.
-  jitiInstance ??= createJiti(import.meta.url, { fsCache: false, moduleCache: false, interopDefault: true });
+  // Running from the TypeScript sources (bin/socksmith.js in a git checkout not built yet): a
+  // config's `import … from 'socksmith'` would resolve to dist/, which does not exist; point it
+  // at the sources instead.
+  const fromSource = import.meta.url.endsWith('.ts');
+  const alias = fromSource ? { socksmith: fileURLToPath(new URL('../index.ts', import.meta.url)) } : undefined;
+  jitiInstance ??= createJiti(import.meta.url, { fsCache: false, moduleCache: false, interopDefault: true, ...(alias ? { alias } : {}) });
   return jitiInstance;
 }
 
@@ -86,18 +91,67 @@ export async function loadConfigFile(options: { file?: string; cwd: string }): P
     try {
       result = await explorer.load(file);
     } catch (err) {
-      throw new ConfigError('', `cannot load ${file}: ${firstLine(errorMessage(err))}`, 'SOCKSMITH_ERR_CONFIG_NOT_FOUND', { cause: err });
+      throw loadError(file, err);
     }
     if (!result) result = { config: {}, filepath: file };
   } else {
     try {
       result = await explorer.search(options.cwd);
     } catch (err) {
-      throw new ConfigError('', `cannot load config: ${firstLine(errorMessage(err))}`, 'SOCKSMITH_ERR_CONFIG_NOT_FOUND', { cause: err });
+      throw loadError(undefined, err);
     }
   }
   if (!result) return { raw: {}, source: { file: undefined, dir: options.cwd } };
   return { raw: result.config ?? {}, source: { file: result.filepath, dir: path.dirname(result.filepath) } };
+}
+
+/** A code-frame line of a parse error (`> 3 | …`, `  4 | …`, `    |   ^`, `--------^`). */
+const FRAME_LINE = /^\s*>?\s*\d+ \||^\s*\|\s*\^|^-+\^\s*$/;
+
+/**
+ * The ConfigError for a config file that cannot be loaded. A parse error keeps its position and
+ * its code frame: the message is one line ending in `(line L, column C)`, `frame` holds the
+ * parser's lines around the mistake (printed below it). A TypeScript config that imports
+ * socksmith where socksmith is not installed says how to fix that.
+ */
+function loadError(file: string | undefined, err: unknown): ConfigError {
+  const what = file ? `cannot load ${file}` : 'cannot load config';
+  const text = errorMessage(err);
+  if (/Cannot find (module|package) ['"]socksmith['"]/.test(text)) {
+    return new ConfigError(
+      '',
+      `${what}: it imports 'socksmith', which is not installed in this folder or above it: install socksmith here (npm install socksmith) or use a .json/.yaml config`,
+      'SOCKSMITH_ERR_CONFIG_NOT_FOUND',
+      { cause: err },
+    );
+  }
+  const lines = text.split('\n');
+  const start = lines.findIndex((l) => FRAME_LINE.test(l));
+  if (start < 0) return new ConfigError('', `${what}: ${firstLine(text)}`, 'SOCKSMITH_ERR_CONFIG_NOT_FOUND', { cause: err });
+  let end = start;
+  while (end < lines.length && FRAME_LINE.test(lines[end]!)) end++;
+  const frameLines = lines.slice(start, end);
+  // The reason: the text that is neither the "JSON/YAML Error in FILE:" header nor a frame.
+  const reason = lines
+    .filter((l) => !FRAME_LINE.test(l) && !/^(JSON|YAML) Error in /.test(l) && l.trim() !== '')
+    .map((l) => l.trim().replace(/ while parsing '.*$/, ''))
+    .filter((l, i, all) => all.indexOf(l) === i)
+    .join(' ');
+  const header = /^(JSON|YAML) Error in /.exec(lines[0] ?? '')?.[1];
+  let position = '';
+  const yaml = /\((\d+):(\d+)\)\s*$/.exec(reason);
+  const marked = frameLines.findIndex((l) => /^\s*>\s*\d+ \|/.test(l));
+  if (!yaml && marked >= 0) {
+    const lineNo = /^\s*>\s*(\d+) \|/.exec(frameLines[marked]!)![1];
+    const caret = frameLines[marked + 1] ?? '';
+    const bar = caret.indexOf('|');
+    const col = caret.indexOf('^');
+    position = ` (line ${lineNo}${bar >= 0 && col > bar ? `, column ${col - bar - 1}` : ''})`;
+  } else if (yaml) {
+    position = ` (line ${yaml[1]}, column ${yaml[2]})`;
+  }
+  const message = `${what}: ${header ? `${header} syntax error: ` : ''}${yaml ? reason.replace(/\s*\(\d+:\d+\)\s*$/, '') : reason}${position}`;
+  return new ConfigError('', message, 'SOCKSMITH_ERR_CONFIG_NOT_FOUND', { cause: err, frame: frameLines.join('\n') });
 }
 
 /** The message on one line: line breaks folded, blank lines dropped (errors must fit one line). */

@@ -13,7 +13,7 @@ import { BUILTIN_PLUGINS, BUILTIN_PLUGIN_NAMES, isBuiltinPlugin } from './builti
 import ipaddr from 'ipaddr.js';
 import { ConfigSchema, CustomPluginEntrySchema, UPSTREAM_SCHEMAS, type ConfigInput, type ListenConfig, type UpstreamConfig } from './schema.js';
 import type { PluginEntry, ResolvedConfig } from './types.js';
-import { deepFreeze, suggest, validate } from './validate.js';
+import { deepFreeze, suggest, validate, validateAll } from './validate.js';
 
 /** The defaults, as documented in docs/config.md. */
 export const DEFAULTS = Object.freeze({
@@ -32,33 +32,39 @@ export function resolveModuleSpecifier(spec: string, dir: string): string {
   return spec; // a package name
 }
 
-function normalizePlugins(input: ConfigInput['plugins'], dir: string): PluginEntry[] {
+function normalizePlugins(input: ConfigInput['plugins'], dir: string, errors: ConfigError[]): PluginEntry[] {
   const raw = input ?? {};
   const out: PluginEntry[] = [];
+  for (const [name, v] of Object.entries(raw)) collect(errors, undefined, () => normalizeCustomPlugin(name, v, dir, out));
+  // Built-ins first, in their fixed order; custom plugins after them, in config order.
+  const custom = out.splice(0);
   for (const b of BUILTIN_PLUGINS) {
     const v = raw[b.name];
     const enabled = v === undefined ? b.defaultEnabled : v !== false;
     if (enabled) out.push({ name: b.name, builtin: true, module: undefined, options: typeof v === 'object' ? v : {} });
   }
-  for (const [name, v] of Object.entries(raw)) {
-    if (isBuiltinPlugin(name)) continue;
-    const key = `plugins.${name}`;
-    if (typeof v !== 'object' || v === null) {
-      const hint = suggest(name, BUILTIN_PLUGIN_NAMES);
-      throw new ConfigError(
-        key,
-        `unknown plugin${hint ? ` (did you mean "${hint}"?)` : ''}; built-ins are ${BUILTIN_PLUGIN_NAMES.join(', ')}, and a custom plugin is { module, options }`,
-      );
-    }
-    if (!('module' in v)) {
-      const hint = suggest(name, BUILTIN_PLUGIN_NAMES);
-      if (hint) throw new ConfigError(key, `unknown plugin (did you mean "${hint}"?); a custom plugin is { module, options }`);
-    }
-    const entry = validate<{ module: string; options?: unknown; enabled?: boolean }>(CustomPluginEntrySchema, v, key);
-    if (entry.enabled === false) continue;
-    out.push({ name, builtin: false, module: resolveModuleSpecifier(entry.module, dir), options: entry.options ?? {} });
-  }
+  out.push(...custom);
   return out;
+}
+
+/** Check one custom plugin entry and add it to `out` when enabled (built-in names are skipped). */
+function normalizeCustomPlugin(name: string, v: unknown, dir: string, out: PluginEntry[]): void {
+  if (isBuiltinPlugin(name)) return;
+  const key = `plugins.${name}`;
+  if (typeof v !== 'object' || v === null) {
+    const hint = suggest(name, BUILTIN_PLUGIN_NAMES);
+    throw new ConfigError(
+      key,
+      `unknown plugin${hint ? ` (did you mean "${hint}"?)` : ''}; built-ins are ${BUILTIN_PLUGIN_NAMES.join(', ')}, and a custom plugin is { module, options }`,
+    );
+  }
+  if (!('module' in v)) {
+    const hint = suggest(name, BUILTIN_PLUGIN_NAMES);
+    if (hint) throw new ConfigError(key, `unknown plugin (did you mean "${hint}"?); a custom plugin is { module, options }`);
+  }
+  const entry = validate<{ module: string; options?: unknown; enabled?: boolean }>(CustomPluginEntrySchema, v, key);
+  if (entry.enabled === false) return;
+  out.push({ name, builtin: false, module: resolveModuleSpecifier(entry.module, dir), options: entry.options ?? {} });
 }
 
 function normalizeUpstream(input: ConfigInput['upstream'], dir: string): UpstreamConfig {
@@ -69,12 +75,33 @@ function normalizeUpstream(input: ConfigInput['upstream'], dir: string): Upstrea
   return up;
 }
 
+/** Run `step`; a ConfigError it throws is added to `errors` (every one it stands for) and `fallback` returned. */
+function collect<T>(errors: ConfigError[], fallback: T, step: () => T): T {
+  try {
+    return step();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    errors.push(...(err.errors as ConfigError[]));
+    return fallback;
+  }
+}
+
 /**
  * Validate a raw config object and return the frozen {@link ResolvedConfig}.
- * Throws a {@link ConfigError} naming the first bad key.
+ * Throws a {@link ConfigError} naming the bad key; with several mistakes, every one is reported
+ * at once (`err.errors`, one line each in `err.message`): the keys the schema refused are left
+ * out, and the rest is still normalized and checked (upstream, plugins, listeners).
  */
 export function resolveConfig(raw: unknown, source: { file: string | undefined; dir: string }): ResolvedConfig {
-  const input = validate<ConfigInput>(ConfigSchema, raw ?? {}, '');
+  const root = validateAll<ConfigInput>(ConfigSchema, raw ?? {}, '');
+  const errors: ConfigError[] = [...root.errors];
+  let input = root.value;
+  if (errors.length > 0) {
+    if (input === null || typeof input !== 'object' || Array.isArray(input)) throw ConfigError.all(errors);
+    // Leave out every top-level key with a mistake; check the others as far as they go.
+    const bad = new Set(errors.map((e) => e.key.split('.')[0]!));
+    input = Object.fromEntries(Object.entries(input).filter(([k]) => !bad.has(k))) as ConfigInput;
+  }
   const resolver = input.resolver ?? {};
   const cfg: ResolvedConfig = {
     listen: (input.listen ?? DEFAULTS.listen).map((l) => ({ ...l })),
@@ -87,8 +114,8 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
       maxPendingPerClient: resolver.maxPendingPerClient ?? defaultPendingPerClient(resolver.maxPending ?? DEFAULTS.resolver.maxPending),
       cache: { ...DEFAULTS.resolver.cache, ...resolver.cache },
     },
-    upstream: normalizeUpstream(input.upstream, source.dir),
-    plugins: normalizePlugins(input.plugins, source.dir),
+    upstream: collect(errors, { type: 'direct' } as UpstreamConfig, () => normalizeUpstream(input.upstream, source.dir)),
+    plugins: normalizePlugins(input.plugins, source.dir, errors),
     timeouts: { ...DEFAULTS.timeouts, ...input.timeouts },
     limits: { ...DEFAULTS.limits, ...input.limits, perClientCountsLoopback: input.limits?.maxConnectionsPerClient !== undefined },
     log: { level: input.log?.level ?? DEFAULTS.log.level, safeLogging: input.log?.safeLogging ?? false },
@@ -96,8 +123,15 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
     workers: resolveWorkers(input.workers),
     source,
   };
-  if (cfg.resolver.servers) cfg.resolver.servers.forEach((s, i) => checkDnsServer(s, `resolver.servers.${i}`));
-  cfg.listen.forEach((l, i) => checkListener(l, `listen.${i}`, source.dir));
+  if (cfg.resolver.servers) cfg.resolver.servers.forEach((s, i) => collect(errors, undefined, () => checkDnsServer(s, `resolver.servers.${i}`)));
+  cfg.listen.forEach((l, i) => collect(errors, undefined, () => checkListener(l, `listen.${i}`, source.dir)));
+  if (errors.length > 0) {
+    // What was left after the bad keys, for a caller that wants to check the plugins' options
+    // in the same run (partialConfigOf).
+    const err = ConfigError.all(errors);
+    Object.defineProperty(err, PARTIAL, { value: deepFreeze(cfg), enumerable: false });
+    throw err;
+  }
   return deepFreeze(cfg);
 }
 
@@ -108,6 +142,17 @@ export function resolveConfig(raw: unknown, source: { file: string | undefined; 
  */
 export function defaultPendingPerClient(maxPending: number): number {
   return Math.max(1, Math.floor(maxPending / 4));
+}
+
+const PARTIAL = Symbol('socksmith.partialConfig');
+
+/**
+ * The configuration {@link resolveConfig} built from the keys that passed, attached to the
+ * ConfigError it threw (defaults stand in for the bad keys); undefined for other errors. Used to
+ * report the plugins' option errors in the same run as the file's.
+ */
+export function partialConfigOf(err: unknown): ResolvedConfig | undefined {
+  return (err as { [PARTIAL]?: ResolvedConfig } | undefined)?.[PARTIAL];
 }
 
 /** `workers` as a number: `'auto'` is one per CPU the process may use. */

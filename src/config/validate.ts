@@ -8,7 +8,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { ConfigError } from '../errors.js';
 
-const ajv = new Ajv({ allErrors: false, strict: true, useDefaults: true, verbose: true, allowUnionTypes: true });
+const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: true, verbose: true, allowUnionTypes: true });
 const compiled = new WeakMap<object, ValidateFunction>();
 
 function validatorFor(schema: object): ValidateFunction {
@@ -129,29 +129,67 @@ function unknownKeyError(schema: object | undefined, data: unknown, instancePath
   } as ErrorObject;
 }
 
+/** Where an error points: the key it names (an unknown or missing key included). */
+function effectivePath(e: ErrorObject): string {
+  if (e.keyword === 'additionalProperties') return `${e.instancePath}/${String((e.params as { additionalProperty: string }).additionalProperty)}`;
+  if (e.keyword === 'required') return `${e.instancePath}/${String((e.params as { missingProperty: string }).missingProperty)}`;
+  return e.instancePath;
+}
+
+/** True when one path is the other or inside it. */
+function related(a: string, b: string): boolean {
+  return a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
+}
+
 /**
- * Validate `value` against `schema`. Returns a deep copy with defaults filled in; throws a
- * {@link ConfigError} whose message names `prefix` + the failing key.
+ * The errors worth reporting, one per mistake, in ajv's (document) order. With unions ajv
+ * reports one error per branch, then the union's own anyOf error: of errors about the same key
+ * (one path inside the other) the deepest is kept, and at that path the anyOf error, which names
+ * every allowed value. A missing required key next to an unknown key that looks like it is the
+ * same typo: the unknown key is kept (it names the typo and suggests the right key).
  */
-export function validate<T>(schema: object, value: unknown, prefix: string): T {
+function selectErrors(schema: object, errors: readonly ErrorObject[], data: unknown): ErrorObject[] {
+  let remaining = errors.filter((e) => {
+    if (e.keyword !== 'required') return true;
+    const missing = String((e.params as { missingProperty: string }).missingProperty);
+    return !errors.some(
+      (o) => o.keyword === 'additionalProperties' && o.instancePath === e.instancePath && suggest(String((o.params as { additionalProperty: string }).additionalProperty), [missing]) === missing,
+    );
+  });
+  const chosen: ErrorObject[] = [];
+  for (let round = 0; remaining.length > 0 && round < 100; round++) {
+    const deepest = Math.max(...remaining.map((e) => e.instancePath.length));
+    const atDeepest = remaining.filter((e) => e.instancePath.length === deepest);
+    let best = atDeepest.find((e) => e.keyword === 'anyOf') ?? atDeepest[0]!;
+    const bestPath = effectivePath(best);
+    remaining = remaining.filter((e) => !related(effectivePath(e), bestPath) && !(e.keyword === 'anyOf' && related(e.instancePath, best.instancePath)));
+    if (best.keyword === 'required') best = unknownKeyError(schemaAt(schema, best.schemaPath), data, best.instancePath) ?? best;
+    chosen.push(best);
+  }
+  return chosen.sort((a, b) => errors.indexOf(a) - errors.indexOf(b));
+}
+
+/**
+ * Validate `value` against `schema` and return every problem (one {@link ConfigError} per
+ * mistake, each naming `prefix` + its key) with the copy ajv filled defaults into.
+ */
+export function validateAll<T>(schema: object, value: unknown, prefix: string): { value: T; errors: ConfigError[] } {
   const copy = value === undefined ? undefined : structuredCloneConfig(value);
   const v = validatorFor(schema);
-  if (!v(copy)) {
-    const errors = v.errors ?? [];
-    // With unions ajv reports one error per branch, then the union's own anyOf error. The deepest
-    // path is the useful one; at that path the anyOf error names every allowed value.
-    const deepest = Math.max(...errors.map((e) => e.instancePath.length));
-    const atDeepest = errors.filter((e) => e.instancePath.length === deepest);
-    let best = atDeepest.find((e) => e.keyword === 'anyOf') ?? atDeepest[0];
-    // A misspelled required key shows up first as "required"; the unknown key is the better
-    // message (it names the typo and suggests the right key).
-    if (best?.keyword === 'required') {
-      const unknown = unknownKeyError(schemaAt(schema, best.schemaPath), copy, best.instancePath);
-      if (unknown) best = unknown;
-    }
-    throw best ? toConfigError(best, prefix) : new ConfigError(prefix, 'is invalid');
-  }
-  return copy as T;
+  if (v(copy)) return { value: copy as T, errors: [] };
+  const errors = selectErrors(schema, v.errors ?? [], copy).map((e) => toConfigError(e, prefix));
+  return { value: copy as T, errors: errors.length ? errors : [new ConfigError(prefix, 'is invalid')] };
+}
+
+/**
+ * Validate `value` against `schema`. Returns a deep copy with defaults filled in; throws a
+ * {@link ConfigError} whose message names `prefix` + the failing key (every failing key, one per
+ * line, with `errors` listing them, when there are several).
+ */
+export function validate<T>(schema: object, value: unknown, prefix: string): T {
+  const r = validateAll<T>(schema, value, prefix);
+  if (r.errors.length > 0) throw ConfigError.all(r.errors);
+  return r.value;
 }
 
 /**

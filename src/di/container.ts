@@ -31,9 +31,10 @@ type Constructor<T> = new (...args: any[]) => T;
 
 /**
  * Construct `Class` from a child of `parent` in which `Tokens.PluginOptions` is `options`.
- * Classes without decorators are supported too: `new Class(options)`.
+ * Classes without decorators are supported too: `new Class(options)` (`onFallback` runs first;
+ * it may throw to refuse that).
  */
-export function constructWithOptions<T>(parent: DependencyContainer, Class: Constructor<T>, options: unknown): T {
+export function constructWithOptions<T>(parent: DependencyContainer, Class: Constructor<T>, options: unknown, onFallback?: () => void): T {
   // No parameters to inject: construct directly, handing over the options (harmless if unused).
   if (Class.length === 0) return new Class(options);
   const child = parent.createChildContainer();
@@ -41,7 +42,10 @@ export function constructWithOptions<T>(parent: DependencyContainer, Class: Cons
   try {
     return child.resolve(Class);
   } catch (err) {
-    if (/TypeInfo not known/.test(errorMessage(err))) return new Class(options);
+    if (/TypeInfo not known/.test(errorMessage(err))) {
+      onFallback?.();
+      return new Class(options);
+    }
     throw err;
   }
 }

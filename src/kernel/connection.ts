@@ -9,10 +9,10 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { PluginHookError, errorMessage, hasCode } from '../errors.js';
-import { type SocksAddress, ZERO_ADDRESS, formatAddress } from '../protocol/address.js';
+import { type SocksAddress, ZERO_ADDRESS } from '../protocol/address.js';
 import type { SocksRequest } from '../protocol/codec.js';
 import { encodeSocks4Reply, encodeSocks5Reply } from '../protocol/codec.js';
-import { Command, Method, Rep, Socks4Rep, collapseRep, commandName, repName } from '../protocol/constants.js';
+import { Command, Method, Rep, Socks4Rep, collapseRep, repName } from '../protocol/constants.js';
 import { isOnionName, normalizeDestination } from '../protocol/names.js';
 import { onionProblem } from '../protocol/onion.js';
 import { ServerHandshake, socks4Rejection, socks5ErrorReply } from '../protocol/server-handshake.js';
@@ -22,9 +22,10 @@ import { UpstreamError } from '../errors.js';
 import { ConnectionContext, type Credentials, type SignalSource } from './context.js';
 import { EarlyData } from './early-data.js';
 import { channels } from './diagnostics.js';
-import { type DataInfo, type GreetingDecision, type Reply, type Takeover, isTapped } from './hooks.js';
+import { type DataInfo, type GreetingDecision, type HandshakeOutcome, type Reply, type Takeover, isTapped } from './hooks.js';
 import type { Kernel } from './kernel.js';
 import { relay } from './relay.js';
+import { logStreamClosed } from './access-log.js';
 import { type SocketOwner, DISCARD, adopt, discard as discardSocket, resetOrDestroy } from './socket-owner.js';
 
 type Phase = 'handshake' | 'request' | 'relay' | 'takeover' | 'closing' | 'closed';
@@ -116,6 +117,8 @@ export class Connection implements SignalSource, SocketOwner {
   private upInfoObj: DataInfo | undefined;
   private downInfoObj: DataInfo | undefined;
   private closeWaiters: Array<() => void> | undefined;
+  /** How the handshake ended when no request came (set where it ends; default client_closed). */
+  private outcome: HandshakeOutcome | undefined;
 
   constructor(
     private readonly kernel: Kernel,
@@ -227,7 +230,7 @@ export class Connection implements SignalSource, SocketOwner {
   /** @internal */
   handshakeTimeout(): void {
     if (this.phase === 'handshake' || this.phase === 'takeover') {
-      this.ctx.log.debug('handshake timeout');
+      this.outcome = 'timeout';
       this.finish();
     }
   }
@@ -249,7 +252,10 @@ export class Connection implements SignalSource, SocketOwner {
           const decision = pending && (await pending);
           if (this.phase !== 'handshake') return;
           if (decision && 'takeover' in decision) return this.takeover(decision.takeover);
-          if (decision && 'reject' in decision) return this.endWith(undefined);
+          if (decision && 'reject' in decision) {
+            this.outcome = 'refused';
+            return this.endWith(undefined);
+          }
           continue;
         }
         const ev = this.hs.step(this.buf, this.off);
@@ -260,9 +266,11 @@ export class Connection implements SignalSource, SocketOwner {
             return;
           case 'unknown-protocol':
             this.ctx.log.debug({ firstByte: ev.firstByte }, 'unknown protocol, closing');
+            this.outcome = 'protocol_error';
             return this.endWith(undefined);
           case 'error':
             this.ctx.log.debug({ err: ev.error.message, code: ev.error.code }, 'handshake error');
+            this.outcome = 'protocol_error';
             if (ev.reply) this.ctx.reply = this.hs.version === 4 ? Rep.GENERAL_FAILURE : ev.reply[1];
             return this.endWith(ev.reply);
           case 'greeting': {
@@ -280,7 +288,10 @@ export class Connection implements SignalSource, SocketOwner {
             else method = defaultMethod(ev.greeting.methods);
             this.ctx.method = method;
             const bytes = this.hs.selectMethod(method);
-            if (method === Method.NO_ACCEPTABLE) return this.endWith(bytes);
+            if (method === Method.NO_ACCEPTABLE) {
+              this.outcome = 'refused';
+              return this.endWith(bytes);
+            }
             this.socket.write(bytes);
             break;
           }
@@ -292,7 +303,10 @@ export class Connection implements SignalSource, SocketOwner {
             const accepted = verdict === true || (await verdict);
             if (this.phase !== 'handshake') return;
             const bytes = this.hs.authResult(accepted);
-            if (!accepted) return this.endWith(bytes);
+            if (!accepted) {
+              this.outcome = 'refused';
+              return this.endWith(bytes);
+            }
             this.socket.write(bytes);
             break;
           }
@@ -346,6 +360,7 @@ export class Connection implements SignalSource, SocketOwner {
   private failHandshake(err: unknown): void {
     this.logHookError(err);
     if (this.phase !== 'handshake') return;
+    this.outcome = 'plugin_error';
     let bytes: Buffer | undefined;
     switch (this.hs.state) {
       case 'await-method-decision':
@@ -402,12 +417,16 @@ export class Connection implements SignalSource, SocketOwner {
         this.ctx.credentials = credentials;
         return this.authenticate(credentials);
       },
-      finish: (bytes) => this.endWith(bytes),
+      finish: (bytes, outcome) => {
+        if (this.phase === 'takeover') this.outcome = outcome ?? 'takeover';
+        this.endWith(bytes);
+      },
     };
     Promise.resolve()
       .then(() => handler(takeover))
       .catch((err: unknown) => {
         this.logHookError(err);
+        if (!this.ctx.request) this.outcome = 'plugin_error';
         this.finish(err instanceof Error ? err : new Error(String(err)));
       });
   }
@@ -501,12 +520,15 @@ export class Connection implements SignalSource, SocketOwner {
     const timer = setTimeout(onConnectTimeout, timeout, ac, timeout);
     let up: UpstreamStream;
     const connectStart = this.kernel.clock.now();
+    ctx.upstream ??= this.kernel.upstream.name;
     try {
       up = await this.kernel.upstream.connect(destination, ctx, { signal: ac.signal, early: ctx.optimisticData ? this.early : undefined });
     } catch (err) {
       if (this.isClosed()) return;
       const rep = repForError(err);
       const cause = (err as { cause?: unknown })?.cause;
+      // Under log.safeLogging the message (which names the destination) is reduced to its code.
+      ctx.failure = this.kernel.config.log.safeLogging ? String((err as { code?: unknown })?.code ?? 'connect failed') : errorMessage(err);
       if (hasCode(err, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(err);
       else if (hasCode(cause, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(cause);
       else ctx.log.debug({ err: errorMessage(err), rep: repName(rep) }, 'upstream connect failed');
@@ -663,13 +685,36 @@ export class Connection implements SignalSource, SocketOwner {
     this.lingerTimer.unref?.();
   }
 
+  /** A connection closed before its request: a debug line and the `handshake ended` channel. */
+  private handshakeEnded(err: Error | undefined): void {
+    const outcome = this.outcome ?? 'client_closed';
+    if (this.kernel.logger.isLevelEnabled('debug')) {
+      this.kernel.logger.debug(
+        { conn: this.ctx.id, client: this.ctx.clientAddress, outcome, durationMs: Math.round(this.kernel.clock.now() - this.ctx.acceptedAt), ...(err ? { err: errorMessage(err) } : {}) },
+        'handshake ended without a request',
+      );
+    }
+    if (channels.handshakeEnded.hasSubscribers) channels.handshakeEnded.publish({ conn: this.ctx, outcome });
+  }
+
   /**
    * Cut the connection now (drain deadline, second signal). A tunnel is reset on both sides, so
    * the client (and the destination) can tell the cut from a complete stream; a connection not
    * yet relaying is closed as by {@link finish}.
    */
   cut(): void {
+    this.outcome ??= 'shutdown';
     this.finish(this.phase === 'relay' ? TUNNEL_CUT : undefined);
+  }
+
+  /**
+   * Close a connection still in its handshake for a reason of the kernel's (`shed`: a limit made
+   * room for a new one; `shutdown`: the proxy is stopping), which the handshake-ended line and
+   * metric report.
+   */
+  endHandshake(outcome: HandshakeOutcome): void {
+    this.outcome ??= outcome;
+    this.finish();
   }
 
   /** The one teardown: idempotent, destroys both sockets, logs the access line. */
@@ -697,22 +742,9 @@ export class Connection implements SignalSource, SocketOwner {
     this.upstream?.stream.destroy();
     this.kernel.forget(this);
     const ctx = this.ctx;
-    if (ctx.request && this.kernel.logger.isLevelEnabled('info')) {
-      ctx.log.info(
-        {
-          client: ctx.clientAddress,
-          version: ctx.version,
-          command: commandName(ctx.request.command),
-          destination: this.kernel.config.log.safeLogging ? '[scrubbed]' : formatAddress(ctx.request.destination),
-          reply: ctx.reply === undefined ? undefined : repName(ctx.reply),
-          bytesUp: ctx.bytesUp,
-          bytesDown: ctx.bytesDown,
-          durationMs: Math.round(this.kernel.clock.now() - ctx.acceptedAt),
-          ...(err && wasRelaying ? { err: errorMessage(err) } : {}),
-        },
-        'stream closed',
-      );
-    }
+    if (ctx.request) {
+      if (this.kernel.logger.isLevelEnabled('info')) logStreamClosed(this.kernel, ctx, wasRelaying ? err : undefined);
+    } else this.handshakeEnded(err);
     if (channels.closed.hasSubscribers) channels.closed.publish({ conn: ctx, durationMs: this.kernel.clock.now() - ctx.acceptedAt });
     const waiters = this.closeWaiters;
     this.closeWaiters = undefined;

@@ -175,6 +175,28 @@ export class ConnectionContext {
   bytesUp: number;
   /** Bytes relayed upstream → client. */
   bytesDown: number;
+  /**
+   * The authenticated user, for the access line: set by the plugin that checked the credentials
+   * (the `auth` plugin sets the username it accepted). Undefined when no plugin authenticated
+   * the client; the credentials a client merely presented are never logged.
+   */
+  user: string | undefined;
+  /**
+   * Why a plugin refused this stream or client, with the rule, for the access line (the `policy`
+   * plugin: `ExitPolicy: reject private:*`, `clients: reject 10.0.0.0/8`). Set it when you refuse.
+   */
+  refusal: string | undefined;
+  /**
+   * The upstream this stream went to, for the access line: the kernel sets the upstream's `name`
+   * before connecting; an upstream or interceptor that chooses among several may overwrite it
+   * with the one it chose.
+   */
+  upstream: string | undefined;
+  /**
+   * Why the upstream connect failed (`getaddrinfo ENOTFOUND example.invalid`, `connect ECONNREFUSED …`),
+   * for the access line; with `log.safeLogging` only the error code (`ECONNREFUSED`), which names no destination.
+   */
+  failure: string | undefined;
 
   constructor(init: {
     id: number;
@@ -212,6 +234,10 @@ export class ConnectionContext {
     this.reply = undefined;
     this.bytesUp = 0;
     this.bytesDown = 0;
+    this.user = undefined;
+    this.refusal = undefined;
+    this.upstream = undefined;
+    this.failure = undefined;
   }
 }
 

@@ -10,6 +10,7 @@
  */
 import diagnostics from 'node:diagnostics_channel';
 import type { ConnectionContext } from './context.js';
+import type { HandshakeOutcome } from './hooks.js';
 
 /** Channel names (stable; part of the public API). */
 export const Channels = Object.freeze({
@@ -25,6 +26,8 @@ export const Channels = Object.freeze({
   CONNECTION_CLOSED: 'socksmith:connection:closed',
   /** A plugin threw or rejected in a hook. `{ plugin, hook, conn }` */
   PLUGIN_ERROR: 'socksmith:plugin:error',
+  /** A connection closed without a request. `{ conn, outcome }` — outcome: client_closed, timeout, protocol_error, refused, plugin_error, http_page (http-detect's 501 page), takeover, shed, shutdown. */
+  HANDSHAKE_ENDED: 'socksmith:handshake:ended',
   /** A DNS lookup by the resolver service. `{ type: 'forward' | 'reverse', cached: boolean, ok: boolean }` */
   DNS_LOOKUP: 'socksmith:dns:lookup',
 } as const);
@@ -59,6 +62,11 @@ export interface PluginErrorMessage {
   readonly hook: string;
   readonly conn: ConnectionContext | undefined;
 }
+/** Message of {@link Channels.HANDSHAKE_ENDED}. */
+export interface HandshakeEndedMessage {
+  readonly conn: ConnectionContext;
+  readonly outcome: HandshakeOutcome;
+}
 /** Message of {@link Channels.DNS_LOOKUP}. */
 export interface DnsLookupMessage {
   readonly type: 'forward' | 'reverse';
@@ -75,4 +83,5 @@ export const channels = Object.freeze({
   closed: diagnostics.channel(Channels.CONNECTION_CLOSED),
   pluginError: diagnostics.channel(Channels.PLUGIN_ERROR),
   dns: diagnostics.channel(Channels.DNS_LOOKUP),
+  handshakeEnded: diagnostics.channel(Channels.HANDSHAKE_ENDED),
 });

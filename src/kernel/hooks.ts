@@ -24,6 +24,16 @@ export interface GreetingInfo {
 }
 
 /**
+ * How a connection that never made a request ended (debug line `handshake ended`, metric
+ * `socksmith_handshakes_unfinished_total{outcome}`): the client closed or reset it, the handshake
+ * timed out, its bytes were not SOCKS (or were malformed), a plugin refused it (greeting or
+ * credentials) or failed, a plugin that took it over answered it (`http_page`: http-detect's 501
+ * page; `takeover`: any other), the kernel closed it to make room under a connection limit
+ * (`shed`) or because the proxy stops (`shutdown`).
+ */
+export type HandshakeOutcome = 'client_closed' | 'timeout' | 'protocol_error' | 'refused' | 'plugin_error' | 'http_page' | 'takeover' | 'shed' | 'shutdown';
+
+/**
  * The rest of a connection, handed to a plugin that took it over in `onGreeting` (e.g. the HTTP
  * page or HTTP CONNECT of `http-detect`). The kernel still owns teardown.
  */
@@ -51,8 +61,12 @@ export interface Takeover {
    * `onAuth` on them, as the kernel does for SOCKS. Resolves true when accepted.
    */
   authenticate(credentials: Credentials): Promise<boolean>;
-  /** Send `bytes` (if any), end the connection gracefully and tear it down. Idempotent. */
-  finish(bytes?: Buffer): void;
+  /**
+   * Send `bytes` (if any), end the connection gracefully and tear it down. Idempotent.
+   * `outcome` names what happened, for the debug line and the metrics of handshakes that ended
+   * without a request (`http_page`: http-detect served its 501 page); default `takeover`.
+   */
+  finish(bytes?: Buffer, outcome?: HandshakeOutcome): void;
 }
 
 /** A plugin that takes over a connection after the first byte. */

@@ -17,6 +17,7 @@ import type { Upstream } from '../upstream/types.js';
 import { Connection } from './connection.js';
 import type { ConnectionContext, ListenerInfo } from './context.js';
 import { type Hooks, isTapped } from './hooks.js';
+import { logConnectionRefused } from './access-log.js';
 import { channels } from './diagnostics.js';
 import { clientKey } from './client-key.js';
 import { discard } from './socket-owner.js';
@@ -129,7 +130,7 @@ export class Kernel {
         verdict = false;
       }
       if (verdict === false) {
-        conn.ctx.log.debug({ client: conn.ctx.clientAddress }, 'connection refused on accept');
+        if (this.logger.isLevelEnabled('info')) logConnectionRefused(this, conn.ctx);
         if (channels.refused.hasSubscribers) channels.refused.publish({ reason: 'onAccept', clientAddress: address });
         discard(socket);
         return;
@@ -154,7 +155,7 @@ export class Kernel {
     const oldest = pool?.values().next().value as Connection | undefined;
     if (!oldest) return false;
     oldest.ctx.log.debug({ client: oldest.ctx.clientAddress, limit }, 'handshake closed to make room for a new connection (oldest first)');
-    oldest.finish();
+    oldest.endHandshake('shed');
     this.noteRefusal(`handshakes closed to make room: ${limit} reached`, { limit });
     return true;
   }
@@ -215,7 +216,7 @@ export class Kernel {
    * unless `keepHandshakes` (a reload lets them finish on the configuration that accepted them).
    */
   async drain(ms: number, options: { keepHandshakes?: boolean } = {}): Promise<void> {
-    if (!options.keepHandshakes) for (const c of [...this.live]) if (c.handshaking) c.finish();
+    if (!options.keepHandshakes) for (const c of [...this.live]) if (c.handshaking) c.endHandshake('shutdown');
     if (this.live.size === 0) return;
     let timer: NodeJS.Timeout | undefined;
     const all = Promise.all([...this.live].map((c) => c.closed()));

@@ -15,6 +15,7 @@ import {
   type ConnectionClosedMessage,
   type ConnectionRefusedMessage,
   type DnsLookupMessage,
+  type HandshakeEndedMessage,
   type PluginErrorMessage,
   type RequestMessage,
   type UpstreamConnectedMessage,
@@ -32,6 +33,9 @@ export const LATENCY_BUCKETS: readonly number[] = Object.freeze([0.0005, 0.001, 
 
 /** The refusal reasons the kernel publishes; anything else is counted as `other`. */
 const REFUSAL_REASONS: ReadonlySet<string> = new Set(['limits.maxConnections', 'limits.maxConnectionsPerClient', 'onAccept']);
+
+/** The outcomes of a handshake that ended without a request (`HandshakeOutcome`). */
+const HANDSHAKE_OUTCOMES: ReadonlySet<string> = new Set(['client_closed', 'timeout', 'protocol_error', 'refused', 'plugin_error', 'http_page', 'takeover', 'shed', 'shutdown']);
 
 /** Options for {@link Metrics}. */
 export interface MetricsOptions {
@@ -93,8 +97,12 @@ export class Metrics {
   private readonly listeners: (() => readonly ListenerInfo[]) | undefined;
   /** Connections counted in the active gauge (accepted while subscribed, not closed yet). */
   private readonly open = new WeakSet<ConnectionContext>();
-  /** Connections past a successful upstream connect, not closed yet. */
-  private readonly tunnels = new WeakSet<ConnectionContext>();
+  /**
+   * Connections past a successful upstream connect, not closed yet, with the bytes of each
+   * already added to `socksmith_bytes_total` (up, down): a scrape adds what the open tunnels
+   * relayed since, so long tunnels show in the counter while they run.
+   */
+  private readonly tunnels = new Map<ConnectionContext, [number, number]>();
   private readonly subscriptions: Array<[string, (message: unknown, name: string | symbol) => void]> = [];
   private closed = false;
 
@@ -108,6 +116,7 @@ export class Metrics {
   private readonly bytes: Counter<'direction'>;
   private readonly dns: Counter<'type' | 'result'>;
   private readonly pluginErrors: Counter<'plugin' | 'hook'>;
+  private readonly unfinished: Counter<'outcome'>;
 
   constructor(options: MetricsOptions = {}) {
     const registry = options.registry ?? new Registry();
@@ -143,10 +152,31 @@ export class Metrics {
       buckets: [...LATENCY_BUCKETS],
       registers,
     });
+    const tunnels = this.tunnels;
     this.bytes = new Counter({
       name: `${p}bytes_total`,
-      help: 'Bytes relayed, up (client to upstream) and down (upstream to client); added when a connection closes.',
+      help: 'Bytes relayed, up (client to upstream) and down (upstream to client); open tunnels count up to the moment of the scrape.',
       labelNames: ['direction'] as const,
+      registers,
+      // At scrape time: add what each open tunnel relayed since the last scrape. The relay only
+      // counts (conn.bytesUp/bytesDown); nothing runs per chunk or on a timer per tunnel.
+      collect() {
+        let up = 0;
+        let down = 0;
+        for (const [conn, seen] of tunnels) {
+          up += conn.bytesUp - seen[0];
+          down += conn.bytesDown - seen[1];
+          seen[0] = conn.bytesUp;
+          seen[1] = conn.bytesDown;
+        }
+        if (up > 0) this.inc({ direction: 'up' }, up);
+        if (down > 0) this.inc({ direction: 'down' }, down);
+      },
+    });
+    this.unfinished = new Counter({
+      name: `${p}handshakes_unfinished_total`,
+      help: 'Connections closed before a request, by outcome: client_closed (the client closed or reset it), timeout, protocol_error (not SOCKS, or malformed), refused (greeting or credentials), plugin_error, http_page (an HTTP client served the 501 page), takeover, shed (closed to make room under a connection limit), shutdown.',
+      labelNames: ['outcome'] as const,
       registers,
     });
     this.dns = new Counter({
@@ -164,6 +194,7 @@ export class Metrics {
 
     // Zero the fixed series, so rate() and absent() work before the first event.
     for (const direction of ['up', 'down']) this.bytes.inc({ direction }, 0);
+    for (const outcome of HANDSHAKE_OUTCOMES) this.unfinished.inc({ outcome }, 0);
     for (const reason of REFUSAL_REASONS) this.refused.inc({ reason }, 0);
     for (const type of ['forward', 'reverse']) for (const result of ['hit', 'miss', 'failure']) this.dns.inc({ type, result }, 0);
 
@@ -188,7 +219,7 @@ export class Metrics {
       if (!this.owns(conn)) return;
       this.connect.observe(connectMs / 1000);
       if (!this.tunnels.has(conn)) {
-        this.tunnels.add(conn);
+        this.tunnels.set(conn, [0, 0]);
         this.activeTunnels.inc();
       }
     });
@@ -199,8 +230,12 @@ export class Metrics {
         command: conn.request ? commandName(conn.request.command) : 'none',
         reply: conn.reply === undefined ? 'none' : repName(conn.reply),
       });
-      if (conn.bytesUp > 0) this.bytes.inc({ direction: 'up' }, conn.bytesUp);
-      if (conn.bytesDown > 0) this.bytes.inc({ direction: 'down' }, conn.bytesDown);
+      // What a scrape has not added yet (everything, for a connection that never tunnelled).
+      const seen = this.tunnels.get(conn);
+      const up = conn.bytesUp - (seen?.[0] ?? 0);
+      const down = conn.bytesDown - (seen?.[1] ?? 0);
+      if (up > 0) this.bytes.inc({ direction: 'up' }, up);
+      if (down > 0) this.bytes.inc({ direction: 'down' }, down);
       // Only connections counted up are counted down: a connection accepted before these
       // metrics subscribed must not drive the gauges below zero.
       if (this.open.delete(conn)) this.activeConnections.dec();
@@ -209,6 +244,9 @@ export class Metrics {
     this.on<PluginErrorMessage>(Channels.PLUGIN_ERROR, ({ plugin, hook, conn }) => {
       // Errors outside a connection cannot be attributed to a proxy and are counted everywhere.
       if (conn === undefined || this.owns(conn)) this.pluginErrors.inc({ plugin, hook });
+    });
+    this.on<HandshakeEndedMessage>(Channels.HANDSHAKE_ENDED, ({ conn, outcome }) => {
+      if (this.owns(conn)) this.unfinished.inc({ outcome: HANDSHAKE_OUTCOMES.has(outcome) ? outcome : 'takeover' });
     });
     this.on<DnsLookupMessage>(Channels.DNS_LOOKUP, ({ type, cached, ok }) => {
       this.dns.inc({ type, result: !ok ? 'failure' : cached ? 'hit' : 'miss' });
@@ -231,6 +269,7 @@ export class Metrics {
     this.closed = true;
     for (const [name, fn] of this.subscriptions) diagnostics.unsubscribe(name, fn);
     this.subscriptions.length = 0;
+    this.tunnels.clear();
   }
 
   private owns(conn: ConnectionContext): boolean {

@@ -109,7 +109,7 @@ describe('plugin modules', () => {
     fs.writeFileSync(path.join(dir, 'not-a-plugin.mjs'), 'export default { hello: 1 };\n');
     await assert.rejects(load({ np: { module: './not-a-plugin.mjs' } }), {
       code: 'SOCKSMITH_ERR_CONFIG_MODULE',
-      message: `plugins.np.module: ${path.join(dir, 'not-a-plugin.mjs')} must export (default) a class with static meta = { name } and an apply(kernel) method`,
+      message: `plugins.np.module: ${path.join(dir, 'not-a-plugin.mjs')} must export (default) a class with static meta = { name } and an apply(kernel) method (a CommonJS module's exports.default is accepted too); its default export is an object with keys hello`,
     });
   });
 

@@ -118,6 +118,8 @@ export function run(file: string, args: string[], opts: { env?: NodeJS.ProcessEn
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // A program may exit without reading its input (a usage error): EPIPE on our end is no failure.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
     const timer = setTimeout(() => {
       if (child.pid !== undefined) {

@@ -35,7 +35,10 @@ export { Kernel } from './kernel/kernel.js';
 export { Stage, type StageValue } from './kernel/stages.js';
 export { ConnectionContext } from './kernel/context.js';
 export { clientKey } from './kernel/client-key.js';
-export type { ListenerInfo, Credentials, CredentialSource, UpstreamCredentials, FrontendProtocol, DeferredIsolation, SignalSource } from './kernel/context.js';
+export type { ListenerInfo, Credentials, CredentialSource, UpstreamCredentials, FrontendProtocol, SignalSource } from './kernel/context.js';
+export { declareKey, WideReplyCodes, type StreamKey } from './kernel/stream-keys.js';
+export { ResolverPartition } from './resolver/partition.js';
+export { UpstreamAuth } from './upstream/credentials.js';
 export { HOOK_NAMES, isDeliberate } from './kernel/hooks.js';
 export type {
   Hooks,

@@ -4,8 +4,10 @@
  * On: codes F0–F7 an upstream returns (Tor with ExtendedErrors) reach the client unchanged; a
  * `.onion` name that is not a valid v3 address gets F6 at once, contacting nothing; a valid one
  * with the direct upstream (which can never reach it, and never sends it to DNS) gets F0.
- * Off (the default): the kernel collapses F0–F7 to RFC 1928 codes (`EXTENDED_TO_RFC1928`), and a
- * valid `.onion` with the direct upstream gets 04.
+ * How: for CONNECT it sets the stream key `WideReplyCodes` in `onRequest` (stage POLICY, where
+ * it always ran); the kernel narrows reply codes above 08 after `onReply` unless that key is true.
+ * Off (the default): nothing sets it, so the kernel narrows F0–F7 to RFC 1928 codes
+ * (`collapseRep`, `EXTENDED_TO_RFC1928`), and a valid `.onion` with the direct upstream gets 04.
  * The v3 address check itself is the kernel's (issue #10): an invalid `.onion` CONNECT never
  * reaches any upstream, plugin on or off; this plugin only decides that the client sees F6
  * rather than 01.
@@ -22,6 +24,7 @@ import {
   Rep,
   Stage,
   Tokens,
+  WideReplyCodes,
   type Kernel,
   type SocksmithPlugin,
 } from 'socksmith';
@@ -55,7 +58,7 @@ export class ExtendedErrorsPlugin implements SocksmithPlugin {
     // Synchronous decision: a sync tap costs no promise per request.
     kernel.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.POLICY }, (conn, request) => {
       if (request.command !== Command.CONNECT) return undefined;
-      conn.extendedErrors = true;
+      conn.set(WideReplyCodes, true);
       const dest = conn.destination ?? request.destination;
       if (dest.kind !== 'domain' || !isOnionName(dest.host)) return undefined;
       if (this.options.validateOnion) {

@@ -1,8 +1,9 @@
 /**
  * `isolation`: Tor's stream isolation. Computes an isolation key for every stream from the
- * SocksPort isolation flags, exposes it as `conn.isolationKey` (the resolver partitions its cache
- * by it), chooses SOCKS5 method 02 the way Tor does so clients send their credentials, and gives a
- * socks5 upstream per-key credentials so an upstream Tor (IsolateSOCKSAuth) separates circuits.
+ * SocksPort isolation flags, exposes it as the stream key {@link IsolationKey} (and as the
+ * stream's `ResolverPartition`, so the resolver partitions its cache by it), chooses SOCKS5 method
+ * 02 the way Tor does so clients send their credentials, and gives a socks5 upstream per-key
+ * credentials (`UpstreamAuth`) so an upstream Tor (IsolateSOCKSAuth) separates circuits.
  *
  * The key is a keyed hash (HMAC-SHA-256 with a per-process secret) of the enabled fields, so
  * neither the key nor the derived credentials reveal the client's address or credentials. With
@@ -11,12 +12,34 @@
  * @packageDocumentation
  */
 import { createHmac } from 'node:crypto';
-import { inject, injectable, Method, Stage, Tokens, type ConnectionContext, type Kernel, type SecretStore, type SocksmithPlugin } from 'socksmith';
+import {
+  declareKey,
+  inject,
+  injectable,
+  Method,
+  ResolverPartition,
+  Stage,
+  Tokens,
+  UpstreamAuth,
+  type ConnectionContext,
+  type Kernel,
+  type SecretStore,
+  type SocksmithPlugin,
+  type StreamKey,
+  type UpstreamCredentials,
+} from 'socksmith';
 import { IsolationOptionsSchema, type IsolationOptions } from './schema.js';
 
 export type { IsolationOptions } from './schema.js';
 
 const PLUGIN_NAME = 'isolation';
+
+/**
+ * The stream's isolation key (32 hex characters), set by this plugin for every request; streams
+ * with different keys must not share state. Hashed on first read. Other plugins read it with
+ * `conn.get(IsolationKey)` (`import { IsolationKey } from 'socksmith/plugins/isolation'`).
+ */
+export const IsolationKey: StreamKey<string> = declareKey<string>('isolation.key');
 
 /** The fields that make up a stream's isolation key, before hashing (for tests and docs). */
 export function isolationFields(conn: ConnectionContext, o: IsolationOptions): Buffer[] {
@@ -56,7 +79,18 @@ export class IsolationPlugin implements SocksmithPlugin {
   ) {
     // One default secret per process, not per instance: a reload (a new instance) keeps the keys.
     this.secret = options.secret ? Buffer.from(options.secret, 'utf8') : secrets.processSecret();
+    // Bound once here: setLazy stores these functions, so a stream costs no closure.
+    this.computeKey = (conn) => this.keyFor(conn);
+    this.partitionOf = (conn) => conn.get(IsolationKey)!;
+    this.credentialsOf = (conn) => {
+      const key = conn.get(IsolationKey)!;
+      return { username: `socksmith-${key.slice(0, 16)}`, password: key.slice(16) };
+    };
   }
+
+  private readonly computeKey: (conn: ConnectionContext) => string;
+  private readonly partitionOf: (conn: ConnectionContext) => string;
+  private readonly credentialsOf: (conn: ConnectionContext) => UpstreamCredentials;
 
   /** The isolation key of `conn`: 32 hex characters of HMAC-SHA-256 over its length-prefixed fields. */
   keyFor(conn: ConnectionContext): string {
@@ -83,11 +117,10 @@ export class IsolationPlugin implements SocksmithPlugin {
     const up = kernel.config.upstream;
     const derive = o.upstreamCredentials === true || (o.upstreamCredentials === 'auto' && !(up.type === 'socks5' && (up.username !== undefined || up.password !== undefined)));
     kernel.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, (conn) => {
-      // Hashed on first read: a direct upstream to an IP address never reads it.
-      conn.deferIsolation(() => {
-        const key = this.keyFor(conn);
-        return derive ? { key, upstreamCredentials: { username: `socksmith-${key.slice(0, 16)}`, password: key.slice(16) } } : { key };
-      });
+      // Hashed on first read (at most once): a direct upstream to an IP address never reads it.
+      conn.setLazy(IsolationKey, this.computeKey);
+      conn.setLazy(ResolverPartition, this.partitionOf);
+      if (derive) conn.setLazy(UpstreamAuth, this.credentialsOf);
       return undefined;
     });
   }

@@ -27,6 +27,7 @@ import {
   isOnionName,
   Rep,
   ResolveError,
+  ResolverPartition,
   Stage,
   Tokens,
   type ConnectionContext,
@@ -247,7 +248,7 @@ export class PolicyPlugin implements SocksmithPlugin {
       if (!want4 && !want6) throw new ResolveError(`${query.name}: no address family allowed for this lookup (NoIPv4Traffic / IPv6Traffic)`);
       family = want4 && want6 ? 0 : want4 ? 4 : 6;
     }
-    const answer = await kernel.resolver.lookup(query.name, { family, partition: conn?.isolationKey ?? '', client: conn?.clientAddress });
+    const answer = await kernel.resolver.lookup(query.name, { family, partition: conn ? conn.get(ResolverPartition)! : '', client: conn?.clientAddress });
     let kept = answer.map((a) => ({ a, ip: parseIp(a.address) })).filter((x): x is { a: ResolvedAddress; ip: ipaddr.IPv4 | ipaddr.IPv6 } => x.ip !== undefined);
     const log = conn?.log ?? kernel.logger;
     const dropped = (what: string, before: typeof kept) => {

@@ -23,6 +23,7 @@ import { ConnectionContext, type Credentials, type SignalSource } from './contex
 import { EarlyData } from './early-data.js';
 import { channels } from './diagnostics.js';
 import { type DataInfo, type GreetingDecision, type HandshakeOutcome, type Reply, type Takeover, isTapped } from './hooks.js';
+import { WideReplyCodes } from './stream-keys.js';
 import type { Kernel } from './kernel.js';
 import { relay } from './relay.js';
 import { logStreamClosed } from './access-log.js';
@@ -577,9 +578,9 @@ export class Connection implements SignalSource, SocketOwner {
     this.startRelay(up);
   }
 
-  /** The last word on a reply: Tor's extended codes are collapsed unless `conn.extendedErrors`. */
+  /** The last word on a reply: a code outside RFC 1928 (> 08) is narrowed (`collapseRep`) unless the stream allows wide reply codes (`WideReplyCodes`). */
   private finalReply(reply: Reply): Reply {
-    if (this.ctx.extendedErrors || reply.rep <= Rep.ADDRESS_TYPE_NOT_SUPPORTED) return reply;
+    if (reply.rep <= Rep.ADDRESS_TYPE_NOT_SUPPORTED || this.ctx.get(WideReplyCodes) === true) return reply;
     return { ...reply, rep: collapseRep(reply.rep) };
   }
 

@@ -9,6 +9,7 @@ import { ResolveError } from '../errors.js';
 import type { ConnectionContext } from '../kernel/context.js';
 import { type Hooks, type ResolvedAddress, isTapped } from '../kernel/hooks.js';
 import { classifyHost } from '../protocol/address.js';
+import { ResolverPartition } from './partition.js';
 import { normalizeHost } from '../protocol/names.js';
 import type { Resolver } from './types.js';
 
@@ -38,7 +39,7 @@ export class NameResolution {
         return answer.addresses;
       }
     }
-    return this.resolver.lookup(name, { family, partition: conn?.isolationKey ?? '', client: conn?.clientAddress });
+    return this.resolver.lookup(name, { family, partition: conn ? conn.get(ResolverPartition)! : '', client: conn?.clientAddress });
   }
 
   /** Reverse-resolve an IP literal for `conn`: `onResolve` taps, then the resolver service. */
@@ -50,6 +51,6 @@ export class NameResolution {
         return answer.names;
       }
     }
-    return this.resolver.reverse(address, { partition: conn?.isolationKey ?? '', client: conn?.clientAddress });
+    return this.resolver.reverse(address, { partition: conn ? conn.get(ResolverPartition)! : '', client: conn?.clientAddress });
   }
 }

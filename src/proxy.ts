@@ -273,6 +273,7 @@ export class SocksmithProxy {
    */
   async check(): Promise<ListenerProbe[]> {
     SocksmithProxy.checkOpenProxy(this.current);
+    this.current.kernel.seal();
     await startPlugins(this.current.plugins, this.current.config.timeouts.pluginStart);
     const out: ListenerProbe[] = [];
     for (const [index, l] of this.current.config.listen.entries()) out.push({ index, address: l.path !== undefined ? `unix:${l.path}` : formatHostPort(l.host!, l.port!), problem: await probeListener(l) });
@@ -282,6 +283,8 @@ export class SocksmithProxy {
   /** Start plugins and bind every listener. Resolves with the bound addresses (real ports). */
   async listen(): Promise<ListenerInfo[]> {
     SocksmithProxy.checkOpenProxy(this.current);
+    // The interceptor chains are composed now, before any plugin starts or any client connects.
+    this.current.kernel.seal();
     try {
       await startPlugins(this.current.plugins, this.current.config.timeouts.pluginStart);
       for (const [index, l] of this.current.config.listen.entries()) {
@@ -355,6 +358,7 @@ export class SocksmithProxy {
     const next = await buildGeneration(config, this.logger);
     try {
       SocksmithProxy.checkOpenProxy(next);
+      next.kernel.seal();
       await startPlugins(next.plugins, config.timeouts.pluginStart);
     } catch (err) {
       await closeGeneration(next, this.logger);

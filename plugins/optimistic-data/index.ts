@@ -2,8 +2,10 @@
  * `optimistic-data`: forward bytes a client sends after its request without waiting for the
  * upstream to confirm the connection (Tor's optimistic data, socks-extensions §"Optimistic data").
  *
- * The mechanism lives in the kernel and the upstreams (EarlyData; `ConnectOptions.early`): this
- * plugin switches it on per stream by setting `conn.optimisticData`. With the socks5 upstream the
+ * The kernel always holds the bytes a client sends behind its request (`EarlyData`, bounded by
+ * `limits.earlyData`) and hands them to the upstream dispatch as `options.held`. This plugin is an
+ * interceptor on that dispatch: for CONNECT it passes them on as `options.early`, which lets the
+ * upstream send them before it confirms (`early.attach(socket)`). With the socks5 upstream the
  * early bytes go out right behind the upstream request (pipelined after the method reply, which
  * Tor handles), saving one upstream round trip; with the direct upstream they leave the moment TCP
  * connects. Off: held until the upstream confirms, then flushed. Never lost while the stream
@@ -11,7 +13,7 @@
  * @packageDocumentation
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Command, inject, injectable, Stage, Tokens, type Kernel, type SocksmithPlugin } from 'socksmith';
+import { Command, inject, injectable, Stage, Tokens, type Dispatch, type Kernel, type SocksmithPlugin } from 'socksmith';
 
 const PLUGIN_NAME = 'optimistic-data';
 
@@ -20,6 +22,14 @@ export const OptimisticDataOptionsSchema = Type.Object({}, { additionalPropertie
 
 /** Options after defaults. */
 export type OptimisticDataOptions = Static<typeof OptimisticDataOptionsSchema>;
+
+/** Grants early sending: for CONNECT, the held bytes become `early` (unless an outer interceptor already chose). */
+export function optimisticData(next: Dispatch): Dispatch {
+  return (destination, conn, o) =>
+    o.command === Command.CONNECT && o.early === undefined && o.held !== undefined
+      ? next(destination, conn, { command: o.command, signal: o.signal, early: o.held, held: o.held })
+      : next(destination, conn, o);
+}
 
 /** Switches optimistic data on for CONNECT streams. */
 @injectable()
@@ -33,11 +43,8 @@ export class OptimisticDataPlugin implements SocksmithPlugin {
   constructor(@inject(Tokens.PluginOptions) readonly options: OptimisticDataOptions) {}
 
   apply(kernel: Kernel): void {
-    // Synchronous: a sync tap costs no promise per request.
-    kernel.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, (conn, request) => {
-      if (request.command === Command.CONNECT) conn.optimisticData = true;
-      return undefined;
-    });
+    // Composed once when the proxy starts: one call and one options object per CONNECT, no tap per request.
+    kernel.dispatch.intercept({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, optimisticData);
   }
 }
 

@@ -9,6 +9,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import {
   classifyHost,
   Command,
+  isStream,
   errorMessage,
   inject,
   injectable,
@@ -64,9 +65,11 @@ export class ResolvePtrPlugin implements SocksmithPlugin {
   private async reverse(kernel: Kernel, conn: ConnectionContext, target: SocksAddress): Promise<Reply> {
     try {
       if (useUpstream(kernel, this.options.mode)) {
-        const query = kernel.upstream.query;
-        if (!query) return { rep: Rep.COMMAND_NOT_SUPPORTED };
-        const reply = await query.call(kernel.upstream, Command.RESOLVE_PTR, target, conn, { signal: lookupSignal(kernel, conn) });
+        if (!kernel.dispatch.canQuery) return { rep: Rep.COMMAND_NOT_SUPPORTED };
+        // Through the upstream dispatch, so upstream interceptors see the F1 too.
+        const result = await kernel.dispatch.run(target, conn, { command: Command.RESOLVE_PTR, signal: lookupSignal(kernel, conn), early: undefined, held: undefined });
+        if (isStream(result)) return FAILED;
+        const reply = result;
         if (reply.rep !== Rep.SUCCEEDED) return { rep: reply.rep };
         return reply.bound?.kind === 'domain' ? nameReply(reply.bound.host) : FAILED;
       }

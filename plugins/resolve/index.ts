@@ -14,6 +14,7 @@
 import {
   classifyHost,
   Command,
+  isStream,
   errorMessage,
   inject,
   injectable,
@@ -95,9 +96,11 @@ export class ResolvePlugin implements SocksmithPlugin {
   }
 
   private async viaUpstream(kernel: Kernel, conn: ConnectionContext, version: 4 | 5, dest: SocksAddress): Promise<Reply> {
-    const query = kernel.upstream.query;
-    if (!query) return { rep: Rep.COMMAND_NOT_SUPPORTED };
-    const reply = await query.call(kernel.upstream, Command.RESOLVE, { ...dest, port: 0 }, conn, { signal: lookupSignal(kernel, conn) });
+    if (!kernel.dispatch.canQuery) return { rep: Rep.COMMAND_NOT_SUPPORTED };
+    // Through the upstream dispatch, so upstream interceptors see the F0 too.
+    const result = await kernel.dispatch.run({ ...dest, port: 0 }, conn, { command: Command.RESOLVE, signal: lookupSignal(kernel, conn), early: undefined, held: undefined });
+    if (isStream(result)) return FAILED;
+    const reply = result;
     if (reply.rep !== Rep.SUCCEEDED) return { rep: reply.rep };
     const b = reply.bound;
     if (!b || b.kind === 'domain') return FAILED;

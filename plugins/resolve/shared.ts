@@ -19,7 +19,7 @@ export type ResolveMode = 'auto' | 'upstream' | 'local';
 /** True when lookups for this kernel go to the upstream. */
 export function useUpstream(kernel: Kernel, mode: ResolveMode): boolean {
   if (mode === 'local') return false;
-  return mode === 'upstream' || typeof kernel.upstream.query === 'function';
+  return mode === 'upstream' || kernel.dispatch.canQuery;
 }
 
 /** A signal that aborts after `timeouts.connect` or when the connection goes away. */

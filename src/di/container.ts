@@ -21,7 +21,7 @@ import { DnsResolver } from '../resolver/dns-resolver.js';
 import { NameResolution } from '../resolver/name-resolution.js';
 import { DirectUpstream } from '../upstream/direct.js';
 import { Socks5Upstream } from '../upstream/socks5.js';
-import type { Upstream } from '../upstream/types.js';
+import type { Dispatch, DispatchInterceptor, Upstream } from '../upstream/types.js';
 import { ProcessSecretStore } from './secrets.js';
 import { Tokens } from './tokens.js';
 
@@ -55,6 +55,34 @@ function isUpstreamClass(value: unknown): value is Constructor<Upstream> & { met
   return typeof value === 'function' && typeof (value as { prototype?: { connect?: unknown } }).prototype?.connect === 'function';
 }
 
+/** A class whose instances wrap the upstream dispatch (an `upstream.interceptors` module). */
+function isInterceptorClass(value: unknown): value is Constructor<{ intercept(next: Dispatch): Dispatch }> & { meta?: { schema?: object } } {
+  return typeof value === 'function' && typeof (value as { prototype?: { intercept?: unknown } }).prototype?.intercept === 'function';
+}
+
+/** Load, validate and construct the `upstream.interceptors` modules, in order; every problem at once. */
+async function loadInterceptors(c: DependencyContainer, config: ResolvedConfig): Promise<DispatchInterceptor[]> {
+  const out: DispatchInterceptor[] = [];
+  const errors: ConfigError[] = [];
+  for (const [i, entry] of (config.upstream.interceptors ?? []).entries()) {
+    const key = `upstream.interceptors.${i}`;
+    try {
+      const Class = await loadDefaultExport(entry.module, config.source.dir, `${key}.module`);
+      if (!isInterceptorClass(Class)) {
+        throw new ConfigError(`${key}.module`, `${entry.module} must export (default) a class with an intercept(next) method`, 'SOCKSMITH_ERR_CONFIG_MODULE');
+      }
+      const options = validateOptions(Class.meta?.schema, entry.options, `${key}.options`);
+      const instance = constructWithOptions(c, Class, options);
+      out.push((next) => instance.intercept(next));
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      errors.push(...(err.errors as ConfigError[]));
+    }
+  }
+  if (errors.length > 0) throw ConfigError.all(errors);
+  return out;
+}
+
 /** Build the container for one proxy: config, logger, clock, hooks, secret store, resolver, upstream, kernel. */
 export async function createContainer(config: ResolvedConfig, logger: Logger, clock: Clock = systemClock): Promise<DependencyContainer> {
   const c = rootContainer.createChildContainer();
@@ -79,6 +107,7 @@ export async function createContainer(config: ResolvedConfig, logger: Logger, cl
     const instance = constructWithOptions(c, Class, options);
     c.register(Tokens.Upstream, { useValue: instance });
   }
+  c.register(Tokens.UpstreamInterceptors, { useValue: await loadInterceptors(c, config) });
   c.register(Tokens.Kernel, { useClass: Kernel }, { lifecycle: Lifecycle.Singleton });
   return c;
 }

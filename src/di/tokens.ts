@@ -12,7 +12,7 @@ import type { Hooks } from '../kernel/hooks.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { NameResolution } from '../resolver/name-resolution.js';
 import type { Resolver } from '../resolver/types.js';
-import type { Upstream } from '../upstream/types.js';
+import type { DispatchInterceptor, Upstream } from '../upstream/types.js';
 import type { Logger } from '../logger.js';
 import type { Clock } from '../clock.js';
 import type { SecretStore } from './secrets.js';
@@ -40,6 +40,8 @@ export const Tokens = Object.freeze({
   NameResolution: token<NameResolution>('NameResolution'),
   /** The upstream every stream leaves through. */
   Upstream: token<Upstream>('Upstream'),
+  /** The interceptors of `upstream.interceptors`, constructed, in config order (the kernel composes them into its dispatch). */
+  UpstreamInterceptors: token<readonly DispatchInterceptor[]>('UpstreamInterceptors'),
   /** The kernel: hooks, services and the connection pipeline. */
   Kernel: token<Kernel>('Kernel'),
   /** The per-process secret ({@link SecretStore}); a cluster worker seeds it with the primary's secret. */

@@ -17,7 +17,7 @@ import { isOnionName, normalizeDestination } from '../protocol/names.js';
 import { onionProblem } from '../protocol/onion.js';
 import { ServerHandshake, socks4Rejection, socks5ErrorReply } from '../protocol/server-handshake.js';
 import { repForError } from '../upstream/errors.js';
-import type { UpstreamStream } from '../upstream/types.js';
+import { type UpstreamStream, isStream } from '../upstream/types.js';
 import { UpstreamError } from '../errors.js';
 import { ConnectionContext, type Credentials, type SignalSource } from './context.js';
 import { EarlyData } from './early-data.js';
@@ -521,9 +521,13 @@ export class Connection implements SignalSource, SocketOwner {
     const timer = setTimeout(onConnectTimeout, timeout, ac, timeout);
     let up: UpstreamStream;
     const connectStart = this.kernel.clock.now();
-    ctx.upstream ??= this.kernel.upstream.name;
+    const dispatch = this.kernel.dispatch;
+    ctx.upstream ??= dispatch.upstreamName;
     try {
-      up = await this.kernel.upstream.connect(destination, ctx, { signal: ac.signal, early: ctx.optimisticData ? this.early : undefined });
+      // `early` stays undefined unless an interceptor grants early sending (optimistic-data): the held bytes then go with the connect.
+      const r = await dispatch.run(destination, ctx, { command: Command.CONNECT, signal: ac.signal, early: undefined, held: this.early });
+      if (!isStream(r)) throw new UpstreamError(r.rep === Rep.SUCCEEDED ? Rep.GENERAL_FAILURE : r.rep, 'an upstream interceptor answered CONNECT with a reply, not a stream');
+      up = r;
     } catch (err) {
       if (this.isClosed()) return;
       const rep = repForError(err);

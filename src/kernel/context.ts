@@ -113,11 +113,6 @@ export class ConnectionContext {
    * (address maps). Upstreams connect here.
    */
   destination: SocksAddress | undefined;
-  /**
-   * Forward early client bytes to the upstream before it confirms the connection (set by the
-   * `optimistic-data` plugin). When false the kernel holds them until the upstream confirms.
-   */
-  optimisticData: boolean;
   /** The SOCKS5 reply code that was sent (SOCKS4 replies are recorded as their SOCKS5 equivalent). */
   reply: number | undefined;
   /** Bytes relayed client → upstream (early data included). */
@@ -233,7 +228,6 @@ export class ConnectionContext {
     this.credentials = undefined;
     this.request = undefined;
     this.destination = undefined;
-    this.optimisticData = false;
     this.reply = undefined;
     this.bytesUp = 0;
     this.bytesDown = 0;

@@ -13,7 +13,8 @@ import { errorMessage, hasCode } from '../errors.js';
 import type { ResolvedAddress } from './hooks.js';
 import type { NameResolution } from '../resolver/name-resolution.js';
 import type { Resolver } from '../resolver/types.js';
-import type { Upstream } from '../upstream/types.js';
+import type { DispatchInterceptor, Upstream } from '../upstream/types.js';
+import { UpstreamDispatch } from './dispatch.js';
 import { Connection } from './connection.js';
 import type { ConnectionContext, ListenerInfo } from './context.js';
 import { type Hooks, isTapped } from './hooks.js';
@@ -57,7 +58,23 @@ export class Kernel {
     @inject(Tokens.Upstream) readonly upstream: Upstream,
     /** Clock. */
     @inject(Tokens.Clock) readonly clock: Clock,
-  ) {}
+    /** The config's `upstream.interceptors`, constructed. */
+    @inject(Tokens.UpstreamInterceptors) interceptors: readonly DispatchInterceptor[],
+  ) {
+    this.dispatch = new UpstreamDispatch(upstream, interceptors);
+  }
+
+  /**
+   * How streams reach the upstream: CONNECT, and RESOLVE/RESOLVE_PTR when the upstream answers
+   * them. Plugins wrap it in `apply()` (`kernel.dispatch.intercept({ name, stage }, next => …)`);
+   * the kernel and the resolve plugins call `run()`.
+   */
+  readonly dispatch: UpstreamDispatch;
+
+  /** Compose the interceptor chains and freeze them (`proxy.listen()` calls it before any bind; the first dispatch does too). */
+  seal(): void {
+    this.dispatch.seal();
+  }
 
   /** Number of open client connections. */
   get connectionCount(): number {

@@ -80,6 +80,7 @@ export { repForError, ERRNO_TO_REP } from './upstream/errors.js';
 export type { Resolver, LookupOptions } from './resolver/types.js';
 export { DnsResolver } from './resolver/dns-resolver.js';
 export { NameResolution } from './resolver/name-resolution.js';
+export type { Resolve, ResolveInterceptor } from './resolver/chain.js';
 
 export * from './protocol/constants.js';
 export * from './protocol/address.js';

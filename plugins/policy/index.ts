@@ -27,12 +27,13 @@ import {
   isOnionName,
   Rep,
   ResolveError,
-  ResolverPartition,
   Stage,
   Tokens,
   type ConnectionContext,
   type Kernel,
   type ResolvedAddress,
+  type Resolve,
+  type ResolveAnswer,
   type ResolveQuery,
   type SocksmithPlugin,
   type SocksRequest,
@@ -144,7 +145,8 @@ export class PolicyPlugin implements SocksmithPlugin {
     const o = this.options;
     const filtersFamilies = !this.allow.ipv4 || !this.allow.ipv6 || o.PreferIPv6;
     if (this.destinations.length > 0 || filtersFamilies || o.ClientDNSRejectInternalAddresses) {
-      kernel.hooks.onResolve.tapPromise({ name: PLUGIN_NAME, stage: Stage.POLICY }, (query) => this.resolve(kernel, query));
+      // An interceptor, not an onResolve tap: it filters whatever answered (any onResolve tap, or the resolver).
+      kernel.resolution.intercept({ name: PLUGIN_NAME, stage: Stage.POLICY }, (next) => (query) => this.resolve(kernel, query, next));
     }
   }
 
@@ -222,14 +224,14 @@ export class PolicyPlugin implements SocksmithPlugin {
   }
 
   /**
-   * `onResolve` (forward lookups): resolve through the resolver service, then keep only the
-   * addresses this stream may use: the allowed families (with PreferIPv6, IPv6 first), no
-   * private addresses with ClientDNSRejectInternalAddresses, and, for the destination of a
-   * CONNECT, what the destination policy accepts for its port. `undefined` lets the next tap or
-   * the resolver answer when none of that applies.
+   * The resolution interceptor (forward lookups): let the rest of the chain answer (onResolve
+   * taps, else the resolver) for the families this stream may use, then keep only the addresses
+   * it may use: the allowed families (with PreferIPv6, IPv6 first), no private addresses with
+   * ClientDNSRejectInternalAddresses, and, for the destination of a CONNECT, what the destination
+   * policy accepts for its port. When none of that applies the query passes through untouched.
    */
-  private async resolve(kernel: Kernel, query: ResolveQuery): Promise<{ addresses: readonly ResolvedAddress[] } | undefined> {
-    if (query.type !== 'forward') return undefined;
+  private async resolve(kernel: Kernel, query: ResolveQuery, next: Resolve): Promise<ResolveAnswer> {
+    if (query.type !== 'forward') return next(query);
     const o = this.options;
     const conn = query.conn;
     // The family flags are SocksPort flags: they bind lookups made for a client's stream only.
@@ -239,7 +241,7 @@ export class PolicyPlugin implements SocksmithPlugin {
     const dest = conn?.destination;
     const policed =
       this.destinations.length > 0 && conn?.request?.command === Command.CONNECT && dest !== undefined && dest.host.toLowerCase() === query.name.toLowerCase();
-    if (!families && !policed && !o.ClientDNSRejectInternalAddresses) return undefined;
+    if (!families && !policed && !o.ClientDNSRejectInternalAddresses) return next(query);
 
     let family = query.family;
     if (onPort) {
@@ -248,7 +250,8 @@ export class PolicyPlugin implements SocksmithPlugin {
       if (!want4 && !want6) throw new ResolveError(`${query.name}: no address family allowed for this lookup (NoIPv4Traffic / IPv6Traffic)`);
       family = want4 && want6 ? 0 : want4 ? 4 : 6;
     }
-    const answer = await kernel.resolver.lookup(query.name, { family, partition: conn ? conn.get(ResolverPartition)! : '', client: conn?.clientAddress });
+    const answered = await next(family === query.family ? query : { conn, type: 'forward', name: query.name, family });
+    const answer = 'addresses' in answered ? answered.addresses : [];
     let kept = answer.map((a) => ({ a, ip: parseIp(a.address) })).filter((x): x is { a: ResolvedAddress; ip: ipaddr.IPv4 | ipaddr.IPv6 } => x.ip !== undefined);
     const log = conn?.log ?? kernel.logger;
     const dropped = (what: string, before: typeof kept) => {

@@ -62,7 +62,15 @@ export class Kernel {
     @inject(Tokens.UpstreamInterceptors) interceptors: readonly DispatchInterceptor[],
   ) {
     this.dispatch = new UpstreamDispatch(upstream, interceptors);
+    this.resolution = names;
   }
+
+  /**
+   * Name resolution as a chain: plugins add interceptors in `apply()`
+   * (`kernel.resolution.intercept({ name, stage }, next => query => …)`), which see and may filter
+   * whatever answered (an `onResolve` tap or the resolver). The same object as {@link names}.
+   */
+  readonly resolution: NameResolution;
 
   /**
    * How streams reach the upstream: CONNECT, and RESOLVE/RESOLVE_PTR when the upstream answers
@@ -74,6 +82,7 @@ export class Kernel {
   /** Compose the interceptor chains and freeze them (`proxy.listen()` calls it before any bind; the first dispatch does too). */
   seal(): void {
     this.dispatch.seal();
+    this.names.seal();
   }
 
   /** Number of open client connections. */

@@ -153,10 +153,10 @@ export class PluginHookError extends SocksmithError {
 }
 
 /** Where a plugin failed outside a connection: {@link PluginError.phase}. */
-export type PluginPhase = 'constructor' | 'apply()' | 'start()';
+export type PluginPhase = 'constructor' | 'provision()' | 'apply()' | 'start()';
 
 /**
- * A plugin threw while being constructed, in `apply()` or in `start()`. The message names the
+ * A plugin threw while being constructed, in `provision()`, `apply()` or `start()`. The message names the
  * plugin, its module file (for a plugin loaded from a file) and the phase, on one line:
  * `plugin "deny-list" (/srv/deny-list.ts) failed in start(): cannot open database`. The
  * original error is the `cause`.

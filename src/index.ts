@@ -57,6 +57,8 @@ export type {
   DataDirection,
 } from './kernel/hooks.js';
 export type { PluginMeta, SocksmithPlugin, PluginClass } from './kernel/plugin.js';
+export type { PluginApi, ServiceReader, ServiceRegistry } from './kernel/api.js';
+export type { DestinationCheck, UsersStore } from './di/services.js';
 export { EarlyData } from './kernel/early-data.js';
 export {
   Channels,

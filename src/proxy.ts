@@ -160,8 +160,7 @@ async function buildGeneration(config: ResolvedConfig, logger: Logger): Promise<
   }
   const loaded = (pluginsResult as PromiseFulfilledResult<Awaited<ReturnType<typeof loadPlugins>>>).value;
   const container = (containerResult as PromiseFulfilledResult<DependencyContainer>).value;
-  const kernel = resolveToken(container, Tokens.Kernel);
-  const plugins = applyPlugins(container, kernel, loaded);
+  const { kernel, plugins } = applyPlugins(container, loaded);
   return { container, kernel, config, plugins };
 }
 

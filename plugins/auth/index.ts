@@ -32,7 +32,7 @@ import {
   Tokens,
   type ConnectionContext,
   type Credentials,
-  type Kernel,
+  type PluginApi,
   type Logger,
   type ResolvedConfig,
   type SocksmithPlugin,
@@ -251,13 +251,13 @@ export class AuthPlugin implements SocksmithPlugin {
     return true;
   }
 
-  apply(kernel: Kernel): void {
+  apply(api: PluginApi): void {
     // Read once, synchronously, here rather than in start(): a missing or broken users file is a
     // config error (exit 78, also under --check, which builds the proxy but never starts it),
     // not a start failure.
     this.loadInitial();
 
-    kernel.hooks.onGreeting.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async ({ conn, firstByte, methods }) => {
+    api.hooks.onGreeting.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async ({ conn, firstByte, methods }) => {
       if (firstByte !== 0x05) return undefined; // SOCKS4 is answered in onAuth (5B); HTTP is http-detect's
       if (methods.includes(Method.USERPASS)) return { method: Method.USERPASS };
       conn.log.info({ methods }, 'auth: client does not offer username/password, refused');
@@ -266,7 +266,7 @@ export class AuthPlugin implements SocksmithPlugin {
 
     // Success returns undefined, not { accept: true }: the credentials are good, and any later
     // onAuth tap may still refuse the client for reasons of its own.
-    kernel.hooks.onAuth.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async ({ conn, credentials }) => {
+    api.hooks.onAuth.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async ({ conn, credentials }) => {
       if (await this.check(conn, credentials)) {
         this.accepted.add(conn);
         return undefined;
@@ -277,7 +277,7 @@ export class AuthPlugin implements SocksmithPlugin {
     // Defence in depth: a stream reaches its request only after this plugin accepted it. This
     // catches any path that skipped onAuth (http-detect runs it for every CONNECT, header or
     // not) and any where an earlier tap chose method 00.
-    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async (conn) => {
+    api.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async (conn) => {
       if (this.accepted.has(conn)) return undefined;
       conn.log.info({ protocol: conn.protocol }, 'auth: request without authentication refused');
       return { rep: Rep.NOT_ALLOWED };

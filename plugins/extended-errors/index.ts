@@ -25,7 +25,7 @@ import {
   Stage,
   Tokens,
   WideReplyCodes,
-  type Kernel,
+  type PluginApi,
   type SocksmithPlugin,
 } from 'socksmith';
 
@@ -53,10 +53,10 @@ export class ExtendedErrorsPlugin implements SocksmithPlugin {
 
   constructor(@inject(Tokens.PluginOptions) private readonly options: ExtendedErrorsOptions) {}
 
-  apply(kernel: Kernel): void {
-    const direct = kernel.config.upstream.type === 'direct';
+  apply(api: PluginApi): void {
+    const direct = api.config.upstream.type === 'direct';
     // Synchronous decision: a sync tap costs no promise per request.
-    kernel.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.POLICY }, (conn, request) => {
+    api.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.POLICY }, (conn, request) => {
       if (request.command !== Command.CONNECT) return undefined;
       conn.set(WideReplyCodes, true);
       const dest = conn.destination ?? request.destination;

@@ -20,7 +20,7 @@ import {
   injectable,
   Stage,
   Tokens,
-  type Kernel,
+  type PluginApi,
   type SocksmithPlugin,
   type Takeover,
 } from 'socksmith';
@@ -61,10 +61,10 @@ export class HttpDetectPlugin implements SocksmithPlugin {
     this.page = notAnHttpProxyResponse(options.mode === 'tunnel');
   }
 
-  apply(kernel: Kernel): void {
+  apply(api: PluginApi): void {
     const tunnel = this.options.mode === 'tunnel';
     // Synchronous decision: a sync tap costs no promise per connection.
-    kernel.hooks.onGreeting.tap({ name: PLUGIN_NAME, stage: Stage.DEFAULT }, ({ firstByte }) => {
+    api.hooks.onGreeting.tap({ name: PLUGIN_NAME, stage: Stage.DEFAULT }, ({ firstByte }) => {
       if (!HTTP_FIRST_BYTES.has(firstByte)) return undefined;
       if (!tunnel) return { takeover: (t: Takeover) => this.servePage(t) };
       return { takeover: (t: Takeover) => this.serveTunnel(t) };

@@ -22,7 +22,7 @@ import {
   Tokens,
   UpstreamAuth,
   type ConnectionContext,
-  type Kernel,
+  type PluginApi,
   type SecretStore,
   type SocksmithPlugin,
   type StreamKey,
@@ -103,20 +103,20 @@ export class IsolationPlugin implements SocksmithPlugin {
     return h.digest('hex').slice(0, 32);
   }
 
-  apply(kernel: Kernel): void {
+  apply(api: PluginApi): void {
     const o = this.options;
     const preferNoAuth = o.PreferSOCKSNoAuth || !o.IsolateSOCKSAuth;
     // Synchronous decisions: sync taps cost no promise per connection.
-    kernel.hooks.onGreeting.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, ({ firstByte, methods }) => {
+    api.hooks.onGreeting.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, ({ firstByte, methods }) => {
       if (firstByte !== 0x05 || !methods.includes(Method.USERPASS)) return undefined;
       // Tor: 02 if offered, unless 00 is offered too and no-auth is preferred.
       if (methods.includes(Method.NO_AUTH) && preferNoAuth) return { method: Method.NO_AUTH };
       return { method: Method.USERPASS };
     });
 
-    const up = kernel.config.upstream;
+    const up = api.config.upstream;
     const derive = o.upstreamCredentials === true || (o.upstreamCredentials === 'auto' && !(up.type === 'socks5' && (up.username !== undefined || up.password !== undefined)));
-    kernel.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, (conn) => {
+    api.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, (conn) => {
       // Hashed on first read (at most once): a direct upstream to an IP address never reads it.
       conn.setLazy(IsolationKey, this.computeKey);
       conn.setLazy(ResolverPartition, this.partitionOf);

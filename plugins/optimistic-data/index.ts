@@ -13,7 +13,7 @@
  * @packageDocumentation
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Command, inject, injectable, Stage, Tokens, type Dispatch, type Kernel, type SocksmithPlugin } from 'socksmith';
+import { Command, inject, injectable, Stage, Tokens, type Dispatch, type PluginApi, type SocksmithPlugin } from 'socksmith';
 
 const PLUGIN_NAME = 'optimistic-data';
 
@@ -42,9 +42,9 @@ export class OptimisticDataPlugin implements SocksmithPlugin {
 
   constructor(@inject(Tokens.PluginOptions) readonly options: OptimisticDataOptions) {}
 
-  apply(kernel: Kernel): void {
+  apply(api: PluginApi): void {
     // Composed once when the proxy starts: one call and one options object per CONNECT, no tap per request.
-    kernel.dispatch.intercept({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, optimisticData);
+    api.dispatch.intercept({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, optimisticData);
   }
 }
 

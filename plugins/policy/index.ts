@@ -30,7 +30,7 @@ import {
   Stage,
   Tokens,
   type ConnectionContext,
-  type Kernel,
+  type PluginApi,
   type ResolvedAddress,
   type Resolve,
   type ResolveAnswer,
@@ -121,19 +121,19 @@ export class PolicyPlugin implements SocksmithPlugin {
     return { key: `plugins.${PLUGIN_NAME}.clients`, reason: `admits clients outside loopback and private networks (e.g. ${example})` };
   }
 
-  apply(kernel: Kernel): void {
+  apply(api: PluginApi): void {
     if (this.clients.length > 0) {
       if (!canReject(this.clients)) {
-        kernel.logger.warn(
+        api.logger.warn(
           { plugin: PLUGIN_NAME },
           'policy: no rule in "clients" can refuse anyone (a client no rule matches is accepted); end the list with "reject *" to admit only the listed clients',
         );
       }
-      kernel.hooks.onAccept.tap({ name: PLUGIN_NAME, stage: Stage.ACCESS }, (conn) => this.admit(conn));
+      api.hooks.onAccept.tap({ name: PLUGIN_NAME, stage: Stage.ACCESS }, (conn) => this.admit(conn));
     }
 
     // Before extended-errors (same stage): a refusal by policy outranks its onion answers.
-    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.POLICY, before: 'extended-errors' }, async (conn, request) => {
+    api.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.POLICY, before: 'extended-errors' }, async (conn, request) => {
       const refusal = this.check(conn, request);
       if (!refusal) return undefined;
       const dest = conn.destination ?? request.destination;
@@ -146,7 +146,7 @@ export class PolicyPlugin implements SocksmithPlugin {
     const filtersFamilies = !this.allow.ipv4 || !this.allow.ipv6 || o.PreferIPv6;
     if (this.destinations.length > 0 || filtersFamilies || o.ClientDNSRejectInternalAddresses) {
       // An interceptor, not an onResolve tap: it filters whatever answered (any onResolve tap, or the resolver).
-      kernel.resolution.intercept({ name: PLUGIN_NAME, stage: Stage.POLICY }, (next) => (query) => this.resolve(kernel, query, next));
+      api.resolution.intercept({ name: PLUGIN_NAME, stage: Stage.POLICY }, (next) => (query) => this.resolve(api, query, next));
     }
   }
 
@@ -230,7 +230,7 @@ export class PolicyPlugin implements SocksmithPlugin {
    * ClientDNSRejectInternalAddresses, and, for the destination of a CONNECT, what the destination
    * policy accepts for its port. When none of that applies the query passes through untouched.
    */
-  private async resolve(kernel: Kernel, query: ResolveQuery, next: Resolve): Promise<ResolveAnswer> {
+  private async resolve(api: PluginApi, query: ResolveQuery, next: Resolve): Promise<ResolveAnswer> {
     if (query.type !== 'forward') return next(query);
     const o = this.options;
     const conn = query.conn;
@@ -253,7 +253,7 @@ export class PolicyPlugin implements SocksmithPlugin {
     const answered = await next(family === query.family ? query : { conn, type: 'forward', name: query.name, family });
     const answer = 'addresses' in answered ? answered.addresses : [];
     let kept = answer.map((a) => ({ a, ip: parseIp(a.address) })).filter((x): x is { a: ResolvedAddress; ip: ipaddr.IPv4 | ipaddr.IPv6 } => x.ip !== undefined);
-    const log = conn?.log ?? kernel.logger;
+    const log = conn?.log ?? api.logger;
     const dropped = (what: string, before: typeof kept) => {
       if (kept.length < before.length) log.debug({ name: query.name, dropped: before.filter((x) => !kept.includes(x)).map((x) => x.a.address), by: what }, 'policy: resolved addresses dropped');
     };

@@ -17,12 +17,12 @@ import {
   Stage,
   Tokens,
   type ConnectionContext,
-  type Kernel,
+  type PluginApi,
   type Reply,
   type SocksAddress,
   type SocksmithPlugin,
 } from 'socksmith';
-import { ModeSchema, lookupSignal, useUpstream } from './shared.js';
+import { ModeSchema, useUpstream } from './shared.js';
 
 const PLUGIN_NAME = 'resolve-ptr';
 
@@ -51,29 +51,29 @@ export class ResolvePtrPlugin implements SocksmithPlugin {
 
   constructor(@inject(Tokens.PluginOptions) private readonly options: ResolvePtrOptions) {}
 
-  apply(kernel: Kernel): void {
+  apply(api: PluginApi): void {
     // A callback tap: requests that are not RESOLVE_PTR (nearly all) pass on at once, with no promise.
-    kernel.hooks.onRequest.tapAsync({ name: PLUGIN_NAME, stage: Stage.ANSWER }, (conn, request, done) => {
+    api.hooks.onRequest.tapAsync({ name: PLUGIN_NAME, stage: Stage.ANSWER }, (conn, request, done) => {
       if (request.command !== Command.RESOLVE_PTR || request.version !== 5) return done();
       const dest = conn.destination ?? request.destination;
       const target = classifyHost(dest.host, 0);
       if (target.kind === 'domain') return done(null, { rep: Rep.ADDRESS_TYPE_NOT_SUPPORTED });
-      this.reverse(kernel, conn, target).then((reply) => done(null, reply), done);
+      this.reverse(api, conn, target).then((reply) => done(null, reply), done);
     });
   }
 
-  private async reverse(kernel: Kernel, conn: ConnectionContext, target: SocksAddress): Promise<Reply> {
+  private async reverse(api: PluginApi, conn: ConnectionContext, target: SocksAddress): Promise<Reply> {
     try {
-      if (useUpstream(kernel, this.options.mode)) {
-        if (!kernel.dispatch.canQuery) return { rep: Rep.COMMAND_NOT_SUPPORTED };
+      if (useUpstream(api, this.options.mode)) {
+        if (!api.dispatch.canQuery) return { rep: Rep.COMMAND_NOT_SUPPORTED };
         // Through the upstream dispatch, so upstream interceptors see the F1 too.
-        const result = await kernel.dispatch.run(target, conn, { command: Command.RESOLVE_PTR, signal: lookupSignal(kernel, conn), early: undefined, held: undefined });
+        const result = await api.dispatch.run(target, conn, { command: Command.RESOLVE_PTR, signal: api.lookupSignal(conn), early: undefined, held: undefined });
         if (isStream(result)) return FAILED;
         const reply = result;
         if (reply.rep !== Rep.SUCCEEDED) return { rep: reply.rep };
         return reply.bound?.kind === 'domain' ? nameReply(reply.bound.host) : FAILED;
       }
-      const names = await kernel.reverse(target.host, conn);
+      const names = await api.resolution.reverse(target.host, conn);
       return nameReply(names[0] ?? '');
     } catch (err) {
       conn.log.debug({ err: errorMessage(err) }, 'RESOLVE_PTR failed');

@@ -24,7 +24,7 @@ import {
   Stage,
   Tokens,
   type ConnectionContext,
-  type Kernel,
+  type PluginApi,
   type Reply,
   type ResolvedAddress,
   type SocksAddress,
@@ -34,7 +34,7 @@ import {
 import { ResolveOptionsSchema, type ResolveOptions } from './schema.js';
 
 export type { ResolveOptions } from './schema.js';
-import { lookupSignal, useUpstream } from './shared.js';
+import { useUpstream } from './shared.js';
 
 const PLUGIN_NAME = 'resolve';
 
@@ -63,15 +63,15 @@ export class ResolvePlugin implements SocksmithPlugin {
 
   constructor(@inject(Tokens.PluginOptions) private readonly options: ResolveOptions) {}
 
-  apply(kernel: Kernel): void {
+  apply(api: PluginApi): void {
     // A callback tap: requests that are not RESOLVE (nearly all) pass on at once, with no promise.
-    kernel.hooks.onRequest.tapAsync({ name: PLUGIN_NAME, stage: Stage.ANSWER }, (conn, request, done) => {
+    api.hooks.onRequest.tapAsync({ name: PLUGIN_NAME, stage: Stage.ANSWER }, (conn, request, done) => {
       if (request.command !== Command.RESOLVE) return done();
-      this.resolve(kernel, conn, request).then((reply) => done(null, reply), done);
+      this.resolve(api, conn, request).then((reply) => done(null, reply), done);
     });
   }
 
-  private async resolve(kernel: Kernel, conn: ConnectionContext, request: SocksRequest): Promise<Reply> {
+  private async resolve(api: PluginApi, conn: ConnectionContext, request: SocksRequest): Promise<Reply> {
     const dest = conn.destination ?? request.destination;
     const literal = classifyHost(dest.host, 0);
     if (literal.kind !== 'domain') {
@@ -83,9 +83,9 @@ export class ResolvePlugin implements SocksmithPlugin {
       return FAILED;
     }
     try {
-      if (useUpstream(kernel, this.options.mode)) return await this.viaUpstream(kernel, conn, request.version, dest);
+      if (useUpstream(api, this.options.mode)) return await this.viaUpstream(api, conn, request.version, dest);
       const family = this.options.IPv4Traffic && this.options.IPv6Traffic && request.version === 5 ? 0 : this.options.IPv6Traffic && request.version === 5 ? 6 : 4;
-      const addrs = await kernel.lookup(dest.host, family, conn);
+      const addrs = await api.resolution.lookup(dest.host, family, conn);
       const a = chooseAddress(addrs, request.version, this.options);
       return a ? answer(a) : FAILED;
     } catch (err) {
@@ -95,10 +95,10 @@ export class ResolvePlugin implements SocksmithPlugin {
     }
   }
 
-  private async viaUpstream(kernel: Kernel, conn: ConnectionContext, version: 4 | 5, dest: SocksAddress): Promise<Reply> {
-    if (!kernel.dispatch.canQuery) return { rep: Rep.COMMAND_NOT_SUPPORTED };
+  private async viaUpstream(api: PluginApi, conn: ConnectionContext, version: 4 | 5, dest: SocksAddress): Promise<Reply> {
+    if (!api.dispatch.canQuery) return { rep: Rep.COMMAND_NOT_SUPPORTED };
     // Through the upstream dispatch, so upstream interceptors see the F0 too.
-    const result = await kernel.dispatch.run({ ...dest, port: 0 }, conn, { command: Command.RESOLVE, signal: lookupSignal(kernel, conn), early: undefined, held: undefined });
+    const result = await api.dispatch.run({ ...dest, port: 0 }, conn, { command: Command.RESOLVE, signal: api.lookupSignal(conn), early: undefined, held: undefined });
     if (isStream(result)) return FAILED;
     const reply = result;
     if (reply.rep !== Rep.SUCCEEDED) return { rep: reply.rep };

@@ -23,30 +23,77 @@ import { DirectUpstream } from '../upstream/direct.js';
 import { Socks5Upstream } from '../upstream/socks5.js';
 import type { Dispatch, DispatchInterceptor, Upstream } from '../upstream/types.js';
 import { ProcessSecretStore } from './secrets.js';
+import type { DestinationCheck } from './services.js';
 import { Tokens } from './tokens.js';
 
 /** A class tsyringe can construct. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Constructor<T> = new (...args: any[]) => T;
 
+/** tsyringe's metadata key for `@inject()` tokens (`INJECTION_TOKEN_METADATA_KEY`): `{ [parameterIndex]: token }`. */
+const INJECTION_TOKENS = 'injectionTokens';
+
+/** The required `@inject()` tokens of a class's constructor, by parameter index (none for a plain class). */
+export function injectionTokensOf(Class: Function): ReadonlyMap<number, unknown> {
+  const raw = Reflect.getOwnMetadata?.(INJECTION_TOKENS, Class) as Record<string, unknown> | undefined;
+  const out = new Map<number, unknown>();
+  // tsyringe stores `{ token, multiple, isOptional }` for @inject() (and `{ token, transform }` for @injectWithTransform).
+  // An optional one (`{ isOptional: true }`) may stand for nothing: tsyringe then passes undefined.
+  for (const [k, v] of Object.entries(raw ?? {})) {
+    if (v !== null && typeof v === 'object' && 'token' in v) {
+      if (!(v as { isOptional?: boolean }).isOptional) out.set(Number(k), (v as { token: unknown }).token);
+    } else out.set(Number(k), v);
+  }
+  return out;
+}
+
+function tokenName(t: unknown): string {
+  if (typeof t === 'symbol') {
+    const key = Symbol.keyFor(t) ?? t.description ?? String(t);
+    return key.startsWith('socksmith.') ? `Tokens.${key.slice('socksmith.'.length)}` : key;
+  }
+  return typeof t === 'function' ? t.name || 'an anonymous class' : String(t);
+}
+
 /**
  * Construct `Class` from a child of `parent` in which `Tokens.PluginOptions` is `options`.
- * Classes without decorators are supported too: `new Class(options)` (`onFallback` runs first;
- * it may throw to refuse that).
+ * - no constructor parameters, or a plain class (no `@inject()` tokens, no decorator metadata):
+ *   `new Class(options)`;
+ * - otherwise every `@inject()` token must be registered, or this throws one line naming the
+ *   parameter and the token ({@link UnknownTokenError}); then tsyringe constructs it, and its
+ *   error (a constructor that threw, a parameter it cannot resolve) propagates.
+ * `onSecondCopy` is for a class whose folder has a second copy of tsyringe (the loader finds it):
+ * its decorators recorded it there, so tsyringe here cannot construct it. It runs when
+ * construction fails (it may throw a better error); if it returns, `new Class(options)` is used.
  */
-export function constructWithOptions<T>(parent: DependencyContainer, Class: Constructor<T>, options: unknown, onFallback?: () => void): T {
+export function constructWithOptions<T>(parent: DependencyContainer, Class: Constructor<T>, options: unknown, onSecondCopy?: () => void): T {
   // No parameters to inject: construct directly, handing over the options (harmless if unused).
   if (Class.length === 0) return new Class(options);
+  const tokens = injectionTokensOf(Class);
+  if (tokens.size === 0 && Reflect.getOwnMetadata?.('design:paramtypes', Class) === undefined) return new Class(options);
   const child = parent.createChildContainer();
   child.register(Tokens.PluginOptions, { useValue: options });
+  for (const [index, token] of tokens) {
+    // A class token is constructed by tsyringe itself; a string or symbol must be registered.
+    if (typeof token !== 'function' && !child.isRegistered(token as symbol, true)) throw new UnknownTokenError(index, tokenName(token));
+  }
+  if (onSecondCopy === undefined) return child.resolve(Class);
   try {
     return child.resolve(Class);
-  } catch (err) {
-    if (/TypeInfo not known/.test(errorMessage(err))) {
-      onFallback?.();
-      return new Class(options);
-    }
-    throw err;
+  } catch {
+    onSecondCopy();
+    return new Class(options);
+  }
+}
+
+/** A constructor parameter asks for a token no socksmith service (nor an earlier provide()) stands for. */
+export class UnknownTokenError extends Error {
+  constructor(
+    readonly index: number,
+    readonly token: string,
+  ) {
+    super(`constructor parameter ${index} asks for ${token}, which is not a socksmith service (see Tokens)`);
+    this.name = 'UnknownTokenError';
   }
 }
 
@@ -83,6 +130,9 @@ async function loadInterceptors(c: DependencyContainer, config: ResolvedConfig):
   return out;
 }
 
+/** The default `Tokens.DestinationCheck`: every destination allowed. */
+const allowAll: DestinationCheck = () => undefined;
+
 /** Build the container for one proxy: config, logger, clock, hooks, secret store, resolver, upstream, kernel. */
 export async function createContainer(config: ResolvedConfig, logger: Logger, clock: Clock = systemClock): Promise<DependencyContainer> {
   const c = rootContainer.createChildContainer();
@@ -91,6 +141,8 @@ export async function createContainer(config: ResolvedConfig, logger: Logger, cl
   c.register(Tokens.Clock, { useValue: clock });
   c.register(Tokens.Hooks, { useValue: createHooks() });
   c.register(Tokens.SecretStore, { useValue: new ProcessSecretStore() });
+  // Allow-all until a plugin provides its own (policy does).
+  c.register(Tokens.DestinationCheck, { useValue: allowAll });
   c.register(Tokens.Resolver, { useClass: DnsResolver }, { lifecycle: Lifecycle.Singleton });
   c.register(Tokens.NameResolution, { useClass: NameResolution }, { lifecycle: Lifecycle.Singleton });
   const up = config.upstream;

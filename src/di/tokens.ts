@@ -16,6 +16,7 @@ import type { DispatchInterceptor, Upstream } from '../upstream/types.js';
 import type { Logger } from '../logger.js';
 import type { Clock } from '../clock.js';
 import type { SecretStore } from './secrets.js';
+import type { DestinationCheck, UsersStore } from './services.js';
 
 /** A symbol that stands for a service of type `T`. */
 export type Token<T> = symbol & { readonly __service?: T };
@@ -46,6 +47,10 @@ export const Tokens = Object.freeze({
   Kernel: token<Kernel>('Kernel'),
   /** The per-process secret ({@link SecretStore}); a cluster worker seeds it with the primary's secret. */
   SecretStore: token<SecretStore>('SecretStore'),
+  /** May a stream reach an address outside its CONNECT (a BIND peer, a datagram's target)? Default: allow all; `policy` provides its own. */
+  DestinationCheck: token<DestinationCheck>('DestinationCheck'),
+  /** A users table that checks credentials; none by default (the `auth` plugin provides one). */
+  UsersStore: token<UsersStore>('UsersStore'),
   /** The validated options of the plugin or upstream being constructed (registered in its child container). */
   PluginOptions: token<unknown>('PluginOptions'),
 });

@@ -15,6 +15,7 @@ import type { NameResolution } from '../resolver/name-resolution.js';
 import type { Resolver } from '../resolver/types.js';
 import type { DispatchInterceptor, Upstream } from '../upstream/types.js';
 import { UpstreamDispatch } from './dispatch.js';
+import type { PluginApi, ServiceReader } from './api.js';
 import { Connection } from './connection.js';
 import type { ConnectionContext, ListenerInfo } from './context.js';
 import { type Hooks, isTapped } from './hooks.js';
@@ -78,6 +79,50 @@ export class Kernel {
    * the kernel and the resolve plugins call `run()`.
    */
   readonly dispatch: UpstreamDispatch;
+
+  private serviceReader: ServiceReader | undefined;
+  private apiView: PluginApi | undefined;
+
+  /** @internal The proxy's services, for plugins (set when the generation is built). */
+  attachServices(reader: ServiceReader): void {
+    this.serviceReader = reader;
+  }
+
+  /** The proxy's services by token (`kernel.services.get(Tokens.X)`). */
+  get services(): ServiceReader {
+    if (!this.serviceReader) throw new Error('the kernel has no services yet (it was not built by a proxy)');
+    return this.serviceReader;
+  }
+
+  /** A signal that aborts after `timeouts.connect` or when `conn` goes away: the deadline of one lookup made for a connection. */
+  lookupSignal(conn: ConnectionContext): AbortSignal {
+    return AbortSignal.any([conn.signal, AbortSignal.timeout(this.config.timeouts.connect)]);
+  }
+
+  /**
+   * The narrow view plugins get in `apply()`: hooks, config, logger, clock, services, dispatch,
+   * resolution, lookupSignal. It also carries, untyped and deprecated, the members plugins were
+   * documented to use on the kernel before (`resolver`, `names`, `upstream`, `lookup()`,
+   * `reverse()`), so a plugin written as `apply(kernel: Kernel)` keeps working; nothing else of
+   * the kernel (connections, limits, teardown).
+   */
+  get api(): PluginApi {
+    return (this.apiView ??= Object.freeze({
+      hooks: this.hooks,
+      config: this.config,
+      logger: this.logger,
+      clock: this.clock,
+      services: this.services,
+      dispatch: this.dispatch,
+      resolution: this.resolution,
+      lookupSignal: (conn: ConnectionContext) => this.lookupSignal(conn),
+      resolver: this.resolver,
+      names: this.names,
+      upstream: this.upstream,
+      lookup: (name: string, family: 0 | 4 | 6, conn: ConnectionContext | undefined) => this.names.lookup(name, family, conn),
+      reverse: (address: string, conn: ConnectionContext | undefined) => this.names.reverse(address, conn),
+    }));
+  }
 
   /** Compose the interceptor chains and freeze them (`proxy.listen()` calls it before any bind; the first dispatch does too). */
   seal(): void {

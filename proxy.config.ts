@@ -8,8 +8,9 @@ export default defineConfig({
   // Loopback only. Any other address makes the proxy reachable by other hosts (see docs/config.md).
   listen: [{ host: '127.0.0.1', port: 1080 }],
 
-  // How streams leave the proxy. To run in front of Tor's SocksPort instead:
-  //   upstream: { type: 'socks5', host: '127.0.0.1', port: 9050, pipelining: true },
+  // How streams leave the proxy. To run in front of Tor's SocksPort instead (and turn
+  // 'extended-errors' on below; README "In front of Tor" says why pipelining stays off):
+  //   upstream: { type: 'socks5', host: '127.0.0.1', port: 9050 },
   upstream: { type: 'direct' },
 
   // The six Tor extensions. true / false, or an options object.

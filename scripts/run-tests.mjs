@@ -39,7 +39,9 @@ const summaryFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'socksmith-t
 const reporters = flags.some((f) => f.startsWith('--test-reporter'))
   ? []
   : ['--test-reporter=spec', '--test-reporter-destination=stdout', `--test-reporter=${path.join(root, 'scripts', 'summary-reporter.mjs')}`, `--test-reporter-destination=${summaryFile}`];
-const nodeArgs = ['--test', '--test-concurrency=2', '--test-timeout=120000', ...reporters, ...flags, ...files];
+// 300 s per test (and per file): the Tor file (test/tor) brings up a private Tor network in its
+// `before` and runs 50-75 s in all; every other file is far below.
+const nodeArgs = ['--test', '--test-concurrency=2', '--test-timeout=300000', ...reporters, ...flags, ...files];
 
 // The whole suite runs in a private network namespace with only loopback (`unshare -n`, then
 // `ip link set lo up`): no test can reach an address outside this machine or query the machine's

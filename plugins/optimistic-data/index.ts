@@ -6,9 +6,9 @@
  * `limits.earlyData`) and hands them to the upstream dispatch as `options.held`. This plugin is an
  * interceptor on that dispatch: for CONNECT it passes them on as `options.early`, which lets the
  * upstream send them before it confirms (`early.attach(socket)`). With the socks5 upstream the
- * early bytes go out right behind the upstream request (pipelined after the method reply, which
- * Tor handles), saving one upstream round trip; with the direct upstream they leave the moment TCP
- * connects. Off: held until the upstream confirms, then flushed. Never lost while the stream
+ * early bytes go out in the same write as the upstream request when it is configured with
+ * `pipelining: true` (after the method and RFC 1929 replies), saving one upstream round trip;
+ * with the direct upstream they leave the moment TCP connects. Off: held until the upstream confirms, then flushed. Never lost while the stream
  * lives; discarded only when the connect fails.
  * @packageDocumentation
  */

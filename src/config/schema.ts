@@ -123,7 +123,7 @@ export const Socks5UpstreamSchema = obj(
     pipelining: Type.Optional(
       Type.Boolean({
         description:
-          "The upstream keeps bytes that arrive right behind a request (C Tor does). Lets the optimistic-data plugin send credentials, request and early data together, saving a round trip. Default false: microsocks drops such bytes and Arti refuses them, so socksmith waits for each reply.",
+          "The upstream keeps bytes that arrive right behind a request (C Tor does). Lets the optimistic-data plugin send early data in the same write as the request, before the reply. Default false: microsocks drops such bytes and Arti refuses them, so they wait for the success reply. In front of Tor 0.4.9 leave it off (docs/performance.md).",
       }),
     ),
     interceptors: InterceptorsSchema,

@@ -6,12 +6,16 @@
  *   configured username/password. With credentials the greeting offers `00 02` and the server
  *   chooses (Tor with IsolateSOCKSAuth chooses 02).
  * - The upstream's reply code is carried back to the client (`UpstreamError.rep`).
- * - Optimistic data (`options.early`) with `pipelining: true`: the RFC 1929 message, the request
- *   and the early bytes are sent together right after the method reply. C Tor handles that
- *   pipelining (only a greeting pipelined with credentials loses a reply there, tor-socks.md a.1),
- *   so the greeting is always sent alone and answered first. Without `pipelining` (the default)
- *   every step waits for its reply and early bytes follow the success reply: microsocks drops
- *   bytes that share a read with the request, and Arti refuses them (TROVE-2024-010).
+ * - Every step waits for the server's reply before the next message goes out: greeting, then the
+ *   RFC 1929 message, then the request. Sending credentials and request together saves nothing
+ *   worth having and costs ~40 ms in front of Tor: Tor answers them with two small writes
+ *   without TCP_NODELAY, and Nagle holds the second (the CONNECT reply) until this side's delayed
+ *   ACK (`npm run bench:tor`, docs/performance.md).
+ * - Optimistic data (`options.early`) with `pipelining: true`: the early bytes go out in the same
+ *   write as the request, before the reply (C Tor keeps them; Tor 0.4.9 with conflux forwards them
+ *   to the exit only after CONNECTED, with `ConfluxEnabled 0` at once). Without
+ *   `pipelining` (the default) they follow the success reply: microsocks drops bytes that share
+ *   a read with the request, and Arti refuses them (TROVE-2024-010).
  * @packageDocumentation
  */
 import net from 'node:net';
@@ -145,26 +149,25 @@ export class Socks5Upstream implements Upstream {
       const creds = this.credentials(conn);
       socket.write(encodeSocks5Greeting(creds ? [Method.NO_AUTH, Method.USERPASS] : [Method.NO_AUTH]));
       const method = await reader.read(parseMethodSelection);
-      // Pipelining only to upstreams known to keep the bytes (pipelining: true, e.g. C Tor):
-      // microsocks silently drops what follows a request in the same read, and Arti refuses it.
-      const pipelined = early !== undefined && this.options.pipelining === true;
-      const request = encodeSocks5Request(command, destination);
       if (method === Method.USERPASS) {
         if (!creds) throw new UpstreamError(Rep.GENERAL_FAILURE, 'upstream chose username/password but none are configured');
+        // The credentials go alone and their reply is awaited, never the request with them: Tor
+        // does not set TCP_NODELAY on its SocksPort and answers credentials and request with two
+        // small writes, so with nothing from us in between, Nagle holds its CONNECT reply until
+        // our delayed ACK (~40 ms on Linux). Sending the request after `01 00` acknowledges it.
         socket.write(encodeUserPass(creds.username, creds.password));
-        if (pipelined) {
-          socket.write(request);
-          early.attach(socket);
-        }
         const status = await reader.read(parseUserPassReply);
         if (status !== AuthStatus.SUCCESS) throw new UpstreamError(Rep.GENERAL_FAILURE, 'upstream rejected the credentials');
-        if (!pipelined) socket.write(request);
-      } else if (method === Method.NO_AUTH) {
-        socket.write(request);
-        if (pipelined) early.attach(socket);
-      } else {
+      } else if (method !== Method.NO_AUTH) {
         throw new UpstreamError(Rep.GENERAL_FAILURE, `upstream chose unsupported method 0x${method.toString(16)}`);
       }
+      // Early bytes ride behind the request only to upstreams known to keep them (pipelining: true,
+      // e.g. C Tor): microsocks silently drops what follows a request in the same read, and Arti
+      // refuses it. Corked: request and held bytes leave in one write.
+      socket.cork();
+      socket.write(encodeSocks5Request(command, destination));
+      if (early !== undefined && this.options.pipelining === true) early.attach(socket);
+      socket.uncork();
       const reply = await reader.read(parseSocks5Reply);
       reader.release();
       return { socket, reply };

@@ -1,5 +1,7 @@
 /**
- * The per-connection driver: the only code that touches a client socket.
+ * The per-connection driver. It owns the client socket: a plugin that takes a connection over
+ * (`Takeover`, http-detect) reads and writes it through the takeover object, and only this
+ * driver ends or destroys it.
  *
  * It feeds bytes to the sans-IO handshake, calls the hooks, writes replies in order, opens the
  * upstream, then relays with backpressure and half-close. Every way a connection ends goes

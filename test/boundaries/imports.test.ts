@@ -8,7 +8,9 @@
  *    its own `plugins/<p>/`;
  * 2. a file under `src/` never imports from `plugins/` nor any `socksmith…` specifier, except the one
  *    type-only `export type { … } from 'socksmith/builtin-types'` in `src/index.ts` (erased at
- *    compile time; it loads the built-ins' option-type augmentations).
+ *    compile time; it loads the built-ins' option-type augmentations);
+ * 3. no code in `src/` (comments stripped; `src/config/builtins.ts`, the list of built-ins, aside)
+ *    names the Tor extensions' former per-stream state (the kernel knows no extension).
  * @packageDocumentation
  */
 import assert from 'node:assert/strict';
@@ -97,6 +99,9 @@ function srcViolation(s: Specifier): string | undefined {
   return `'${s.spec}': src/ never imports the package itself (nor a plugin through it)`;
 }
 
+/** The former kernel-side names of the extensions' state and switches. */
+const EXTENSION_NAMES = /optimisticData|extendedErrors|isolationKey|upstreamCredentials|deferIsolation|setProcessSecret/;
+
 describe('import boundary: plugins/ → socksmith → src/, nothing back', () => {
   const plugins = collect('plugins');
   const src = collect('src');
@@ -129,5 +134,20 @@ describe('import boundary: plugins/ → socksmith → src/, nothing back', () =>
     // The exception is type-only, so the compiled index.js imports no plugin at run time (no ESM cycle).
     const built = fs.readFileSync(path.join(ROOT, 'dist', 'src', 'index.js'), 'utf8');
     assert.doesNotMatch(built, /builtin-types|plugins\//);
+  });
+
+  test('no code under src/ names an extension\'s state (src/config/builtins.ts aside)', () => {
+    const bad: string[] = [];
+    for (const abs of walk(path.join(ROOT, 'src'))) {
+      const file = path.relative(ROOT, abs);
+      if (file === path.join('src', 'config', 'builtins.ts')) continue;
+      stripComments(fs.readFileSync(abs, 'utf8'))
+        .split('\n')
+        .forEach((line, i) => {
+          const m = EXTENSION_NAMES.exec(line);
+          if (m) bad.push(`${file}:${i + 1}: ${m[0]}`);
+        });
+    }
+    assert.deepEqual(bad, []);
   });
 });

@@ -145,14 +145,14 @@ function listenerKey(l: ResolvedConfig['listen'][number]): string {
 }
 
 /** Build a generation (container, kernel, applied plugins) without starting anything. */
-async function buildGeneration(config: ResolvedConfig, logger: Logger): Promise<Generation> {
+async function buildGeneration(config: ResolvedConfig, logger: Logger, metrics: Metrics | undefined): Promise<Generation> {
   // safeLogging is enforced by the logger itself (src/logger.ts): a logger socksmith did not make
   // cannot scrub, so it is refused rather than leaking destinations.
   if (config.log.safeLogging && !canScrub(logger)) {
     throw new ConfigError('log.safeLogging', 'needs a logger made by createLogger() (the scrub lives in it); this one is not');
   }
   // The plugins' and the upstream module's problems are reported together.
-  const [pluginsResult, containerResult] = await Promise.allSettled([loadPlugins(config), createContainer(config, logger)]);
+  const [pluginsResult, containerResult] = await Promise.allSettled([loadPlugins(config), createContainer(config, logger, undefined, metrics)]);
   const failed = [pluginsResult, containerResult].filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
   if (failed.length > 0) {
     if (failed.every((e) => e instanceof ConfigError)) throw ConfigError.all(failed as ConfigError[]);
@@ -197,10 +197,10 @@ export class SocksmithProxy {
   private constructor(
     generation: Generation,
     private readonly logger: Logger,
+    metrics: Metrics | undefined,
   ) {
     this.current = generation;
-    // Counts only connections on this proxy's own listeners (the channels are process-wide).
-    this.metrics = generation.config.metrics ? new Metrics({ listeners: () => this.addresses }) : undefined;
+    this.metrics = metrics;
   }
 
   /** The DI container of the current configuration. */
@@ -224,9 +224,20 @@ export class SocksmithProxy {
     const cwd = options.cwd ?? process.cwd();
     const resolved = isResolved(config) ? config : resolveConfig(config, { file: undefined, dir: cwd });
     const logger = options.logger ?? createLogger(resolved.log.level);
-    const g = await buildGeneration(resolved, logger);
+    // Created before the generation, so plugins can inject it (Tokens.Metrics). It counts only
+    // connections on this proxy's own listeners (the channels are process-wide).
+    let proxy: SocksmithProxy | undefined;
+    const metrics = resolved.metrics ? new Metrics({ listeners: () => proxy?.addresses ?? [] }) : undefined;
+    let g: Generation;
+    try {
+      g = await buildGeneration(resolved, logger, metrics);
+    } catch (err) {
+      metrics?.close();
+      throw err;
+    }
     setSafeLogging(logger, resolved.log.safeLogging);
-    return new SocksmithProxy(g, logger);
+    proxy = new SocksmithProxy(g, logger, metrics);
+    return proxy;
   }
 
   /**
@@ -354,7 +365,7 @@ export class SocksmithProxy {
    */
   async reload(config: ResolvedConfig): Promise<ListenerInfo[]> {
     if (this.closing) throw new SocksmithError('SOCKSMITH_ERR_LISTEN', 'cannot reload: the proxy is closing');
-    const next = await buildGeneration(config, this.logger);
+    const next = await buildGeneration(config, this.logger, this.metrics);
     try {
       SocksmithProxy.checkOpenProxy(next);
       next.kernel.seal();

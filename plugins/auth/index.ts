@@ -33,6 +33,7 @@ import {
   type ConnectionContext,
   type Credentials,
   type PluginApi,
+  type ServiceRegistry,
   type Logger,
   type ResolvedConfig,
   type SocksmithPlugin,
@@ -249,6 +250,17 @@ export class AuthPlugin implements SocksmithPlugin {
   /** Always true: with this plugin on, only clients with valid credentials get a stream. */
   restrictsClients(): boolean {
     return true;
+  }
+
+  /** Supplies `Tokens.UsersStore`: this plugin's users file, for plugins that check credentials of their own. */
+  provision(services: ServiceRegistry): void {
+    const plugin = this;
+    services.provide(Tokens.UsersStore, {
+      verify: (user: Buffer, pass: Buffer, conn: ConnectionContext) => plugin.check(conn, { source: 'rfc1929', username: user, password: pass }),
+      get size() {
+        return plugin.userCount;
+      },
+    });
   }
 
   apply(api: PluginApi): void {

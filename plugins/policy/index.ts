@@ -31,6 +31,8 @@ import {
   Tokens,
   type ConnectionContext,
   type PluginApi,
+  type ServiceRegistry,
+  type SocksAddress,
   type ResolvedAddress,
   type Resolve,
   type ResolveAnswer,
@@ -119,6 +121,31 @@ export class PolicyPlugin implements SocksmithPlugin {
     const example = admittedPublicAddress(this.clients);
     if (example === undefined) return undefined;
     return { key: `plugins.${PLUGIN_NAME}.clients`, reason: `admits clients outside loopback and private networks (e.g. ${example})` };
+  }
+
+  /**
+   * Supplies `Tokens.DestinationCheck`: may this stream reach `address` outside its CONNECT (a BIND
+   * peer, a datagram's target)? The address checks of a CONNECT: NoOnionTraffic, NoDNSRequest for
+   * a name, the families, RejectPlaintextPorts, and the destination policy for an IP literal.
+   */
+  provision(services: ServiceRegistry): void {
+    services.provide(Tokens.DestinationCheck, (_conn: ConnectionContext, address: SocksAddress) => this.checkAddress(address));
+  }
+
+  /** The destination checks that depend only on the address (see {@link provision}). */
+  checkAddress(address: SocksAddress): { rep: number; reason: string } | undefined {
+    const ip = parseIp(address.host);
+    if (!ip) {
+      if (isOnionName(address.host)) return this.allow.onion ? undefined : { rep: Rep.NOT_ALLOWED, reason: 'NoOnionTraffic' };
+      return this.allow.dns ? undefined : { rep: Rep.NOT_ALLOWED, reason: 'NoDNSRequest' };
+    }
+    if (ip.kind() === 'ipv4' ? !this.allow.ipv4 : !this.allow.ipv6) return { rep: Rep.NOT_ALLOWED, reason: ip.kind() === 'ipv4' ? 'NoIPv4Traffic' : 'IPv6Traffic: false' };
+    if (this.rejectPorts.has(address.port)) return { rep: Rep.NOT_ALLOWED, reason: 'RejectPlaintextPorts' };
+    if (this.destinations.length > 0) {
+      const verdict = checkPolicy(this.destinations, ip, address.port);
+      if (verdict.action === 'reject') return { rep: Rep.NOT_ALLOWED, reason: `destinations${verdict.rule ? `: ${verdict.rule.text}` : ''}` };
+    }
+    return undefined;
   }
 
   apply(api: PluginApi): void {

@@ -9,7 +9,8 @@
  * from a further child in which `Tokens.PluginOptions` holds their validated options.
  * @packageDocumentation
  */
-import { Lifecycle, container as rootContainer, type DependencyContainer } from 'tsyringe';
+import { Lifecycle, container as rootContainer, instanceCachingFactory, type DependencyContainer } from 'tsyringe';
+import type { Metrics } from '../metrics/metrics.js';
 import { systemClock, type Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { ConfigError, errorMessage } from '../errors.js';
@@ -134,13 +135,14 @@ async function loadInterceptors(c: DependencyContainer, config: ResolvedConfig):
 const allowAll: DestinationCheck = () => undefined;
 
 /** Build the container for one proxy: config, logger, clock, hooks, secret store, resolver, upstream, kernel. */
-export async function createContainer(config: ResolvedConfig, logger: Logger, clock: Clock = systemClock): Promise<DependencyContainer> {
+export async function createContainer(config: ResolvedConfig, logger: Logger, clock: Clock = systemClock, metrics?: Metrics): Promise<DependencyContainer> {
   const c = rootContainer.createChildContainer();
   c.register(Tokens.Config, { useValue: config });
   c.register(Tokens.Logger, { useValue: logger });
   c.register(Tokens.Clock, { useValue: clock });
   c.register(Tokens.Hooks, { useValue: createHooks() });
   c.register(Tokens.SecretStore, { useValue: new ProcessSecretStore() });
+  c.register(Tokens.Metrics, { useValue: metrics });
   // Allow-all until a plugin provides its own (policy does).
   c.register(Tokens.DestinationCheck, { useValue: allowAll });
   c.register(Tokens.Resolver, { useClass: DnsResolver }, { lifecycle: Lifecycle.Singleton });
@@ -156,8 +158,8 @@ export async function createContainer(config: ResolvedConfig, logger: Logger, cl
       throw new ConfigError('upstream.module', `${up.module} must export (default) a class with a connect(destination, conn, options) method`, 'SOCKSMITH_ERR_CONFIG_MODULE');
     }
     const options = validateOptions(Class.meta?.schema, up.options, 'upstream.options');
-    const instance = constructWithOptions(c, Class, options);
-    c.register(Tokens.Upstream, { useValue: instance });
+    // Constructed when first resolved: after every plugin's provision(), so it gets the services as provided and decorated.
+    c.register(Tokens.Upstream, { useFactory: instanceCachingFactory((child) => constructWithOptions(child, Class, options)) });
   }
   c.register(Tokens.UpstreamInterceptors, { useValue: await loadInterceptors(c, config) });
   c.register(Tokens.Kernel, { useClass: Kernel }, { lifecycle: Lifecycle.Singleton });

@@ -15,6 +15,7 @@ import type { Resolver } from '../resolver/types.js';
 import type { DispatchInterceptor, Upstream } from '../upstream/types.js';
 import type { Logger } from '../logger.js';
 import type { Clock } from '../clock.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { SecretStore } from './secrets.js';
 import type { DestinationCheck, UsersStore } from './services.js';
 
@@ -51,6 +52,8 @@ export const Tokens = Object.freeze({
   DestinationCheck: token<DestinationCheck>('DestinationCheck'),
   /** A users table that checks credentials; none by default (the `auth` plugin provides one). */
   UsersStore: token<UsersStore>('UsersStore'),
+  /** The proxy's Prometheus metrics when `metrics` is configured, else undefined (the same object across reloads). */
+  Metrics: token<Metrics | undefined>('Metrics'),
   /** The validated options of the plugin or upstream being constructed (registered in its child container). */
   PluginOptions: token<unknown>('PluginOptions'),
 });

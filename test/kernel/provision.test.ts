@@ -16,6 +16,7 @@ import { startProxy } from '../helpers/proxy.js';
 import { startDnsServer, type TestDnsServer } from '../plugins/helpers/dns-server.js';
 import { req5 } from '../plugins/helpers/socks.js';
 import { seen } from './fixtures/provider-plugin.js';
+import { tempDir } from './hook-kit.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const WRONG = path.join(here, 'fixtures', 'wrong-token-plugin.js');
@@ -59,5 +60,33 @@ test('provision(): a decorated Resolver serves the kernel (CONNECT by name); a p
     assert.equal(px.proxy.kernel.services.get(Tokens.DestinationCheck), seen.check);
   } finally {
     await px.close();
+  }
+});
+
+test('the built-ins supply services: policy a DestinationCheck, auth a UsersStore; the proxy its Metrics', async () => {
+  const { writeUsers } = await import('../plugins/auth/helpers.js');
+  const dir = tempDir('socksmith-provision-');
+  try {
+    const usersFile = await writeUsers(dir.dir, [{ user: 'alice', pass: 's3cret-alice' }]);
+    const px = await startProxy({
+      metrics: { host: '127.0.0.1', port: 0 },
+      plugins: { policy: { destinations: ['reject 10.0.0.0/8:*', 'accept *:*'], RejectPlaintextPorts: [23] }, auth: { usersFile } },
+    });
+    try {
+      const services = px.proxy.kernel.services;
+      const check = services.get(Tokens.DestinationCheck);
+      const conn = undefined as never;
+      assert.deepEqual(check(conn, { kind: 'ipv4', host: '10.1.2.3', port: 80 }), { rep: 2, reason: 'destinations: reject 10.0.0.0/8:*' });
+      assert.deepEqual(check(conn, { kind: 'ipv4', host: '192.0.2.1', port: 23 }), { rep: 2, reason: 'RejectPlaintextPorts' });
+      assert.equal(check(conn, { kind: 'ipv4', host: '192.0.2.1', port: 80 }), undefined);
+      const users = services.get(Tokens.UsersStore);
+      assert.equal(users.size, 1);
+      assert.equal(services.get(Tokens.Metrics), px.proxy.metrics);
+      assert.ok(px.proxy.metrics);
+    } finally {
+      await px.close();
+    }
+  } finally {
+    dir.cleanup();
   }
 });

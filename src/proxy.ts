@@ -366,6 +366,8 @@ export class SocksmithProxy {
   async reload(config: ResolvedConfig): Promise<ListenerInfo[]> {
     if (this.closing) throw new SocksmithError('SOCKSMITH_ERR_LISTEN', 'cannot reload: the proxy is closing');
     const next = await buildGeneration(config, this.logger, this.metrics);
+    // The connections the old configuration still serves count against the new one's limits.
+    next.kernel.shareBudget(this.current.kernel);
     try {
       SocksmithProxy.checkOpenProxy(next);
       next.kernel.seal();

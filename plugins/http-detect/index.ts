@@ -85,6 +85,14 @@ export class HttpDetectPlugin implements SocksmithPlugin {
         buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
         step();
       };
+      // The client ended (FIN) before its head was complete: no request can come any more. The
+      // client socket is half-open (allowHalfOpen), so without this the connection, and its file
+      // descriptor, stayed until timeouts.handshake.
+      const onEnd = () => {
+        t.socket.removeListener('data', onData);
+        t.finish();
+        resolve();
+      };
       const step = () => {
         const r = parseRequestHead(buf);
         if (r.status === 'need-more') return;
@@ -92,6 +100,7 @@ export class HttpDetectPlugin implements SocksmithPlugin {
         // must not be emitted to nobody while authentication runs.
         t.socket.pause();
         t.socket.removeListener('data', onData);
+        t.socket.removeListener('end', onEnd);
         if (r.status === 'error') {
           t.finish(httpResponse(r.code, r.code === 431 ? 'Request Header Fields Too Large' : 'Bad Request', `${r.message}\n`, 'text/plain; charset=utf-8'));
           return resolve();
@@ -134,6 +143,7 @@ export class HttpDetectPlugin implements SocksmithPlugin {
         run().then(resolve, reject);
       };
       t.socket.on('data', onData);
+      t.socket.once('end', onEnd);
       t.socket.resume(); // the kernel hands the socket over paused
       step();
     });

@@ -22,6 +22,7 @@
  * @packageDocumentation
  */
 import ipaddr from 'ipaddr.js';
+import { parseIPv6 } from 'socksmith';
 
 /** What a rule does with what it matches. */
 export type PolicyAction = 'accept' | 'reject';
@@ -129,7 +130,7 @@ function parseAddress(addr: string, mask: string | undefined, v6: boolean): { fa
     return { family: 4, networks: [Object.freeze([ip, bits]) as Network] };
   }
   if (addr.includes('%') || !ipaddr.IPv6.isValid(addr)) return `bad IPv6 address "[${addr}]"`;
-  const ip = ipaddr.IPv6.parse(addr);
+  const ip = parseIPv6(addr);
   let bits = 128;
   if (mask !== undefined) {
     if (!/^\d{1,3}$/.test(mask)) return `bad mask "/${mask}": an IPv6 mask is a bit count`;
@@ -230,7 +231,7 @@ export function parseIp(address: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined 
   const bare = address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address;
   if (ipaddr.IPv4.isValidFourPartDecimal(bare)) return ipaddr.IPv4.parse(bare);
   if (!bare.includes(':') || bare.includes('%') || !ipaddr.IPv6.isValid(bare)) return undefined;
-  const v6 = ipaddr.IPv6.parse(bare);
+  const v6 = parseIPv6(bare);
   return v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6;
 }
 

@@ -339,3 +339,34 @@ test('300 connections from a TRUSTED balancer without a valid PROXY header: a fe
     await px.close();
   }
 });
+
+test('a reload (SIGHUP) does not reset the limits: tunnels the old configuration still serves count against the new one (per client and in all)', async () => {
+  // Before: each generation counted only its own connections, so every reload gave each client a
+  // fresh maxConnectionsPerClient (and the proxy a fresh maxConnections): 3 tunnels per client
+  // became 6 after one reload, 9 after two (found by adversarial testing, issue #10).
+  const px = await startProxy({ limits: { maxConnectionsPerClient: 3, maxConnections: 5 } });
+  const clients: RawClient[] = [];
+  const open = async (localAddress: string): Promise<RawClient> => {
+    const c = await connectClient(px.port, { localAddress });
+    clients.push(c);
+    return c;
+  };
+  try {
+    for (let i = 0; i < 3; i++) await tunnel(await open('127.0.0.2'));
+    for (const _ of [1, 2]) {
+      await px.proxy.reload(px.proxy.config);
+      const extra = await open('127.0.0.2');
+      extra.write(Buffer.concat([hex('05 01 00'), req5(1, '127.0.0.1', echo.port)]));
+      assert.equal((await extra.readToEnd(5000)).length, 0, 'a 4th tunnel from 127.0.0.2 is refused at accept, without a byte, after the reload too');
+    }
+    for (const c of clients.slice(0, 3)) await echoes(c, 'old tunnels still relay');
+    // In all: 3 from 127.0.0.2 + 2 from 127.0.0.3 fill maxConnections: 5; a sixth is refused.
+    for (let i = 0; i < 2; i++) await tunnel(await open('127.0.0.3'));
+    const sixth = await open('127.0.0.4');
+    sixth.write(Buffer.concat([hex('05 01 00'), req5(1, '127.0.0.1', echo.port)]));
+    assert.equal((await sixth.readToEnd(5000)).length, 0, 'maxConnections counts the old generation too');
+  } finally {
+    for (const c of clients) c.destroy();
+    await px.close();
+  }
+});

@@ -22,7 +22,7 @@
  * @packageDocumentation
  */
 import ipaddr from 'ipaddr.js';
-import { parseIPv6 } from '../../src/protocol/address.js';
+import { parseIPv6 } from 'socksmith';
 
 /** What a rule does with what it matches. */
 export type PolicyAction = 'accept' | 'reject';

@@ -13,7 +13,9 @@ import { errorMessage, hasCode } from '../errors.js';
 import type { ResolvedAddress } from './hooks.js';
 import type { NameResolution } from '../resolver/name-resolution.js';
 import type { Resolver } from '../resolver/types.js';
-import type { Upstream } from '../upstream/types.js';
+import type { DispatchInterceptor, Upstream } from '../upstream/types.js';
+import { UpstreamDispatch } from './dispatch.js';
+import type { PluginApi, ServiceReader } from './api.js';
 import { Connection } from './connection.js';
 import type { ConnectionContext, ListenerInfo } from './context.js';
 import { type Hooks, isTapped } from './hooks.js';
@@ -71,7 +73,76 @@ export class Kernel {
     @inject(Tokens.Upstream) readonly upstream: Upstream,
     /** Clock. */
     @inject(Tokens.Clock) readonly clock: Clock,
-  ) {}
+    /** The config's `upstream.interceptors`, constructed. */
+    @inject(Tokens.UpstreamInterceptors) interceptors: readonly DispatchInterceptor[],
+  ) {
+    this.dispatch = new UpstreamDispatch(upstream, interceptors);
+    this.resolution = names;
+  }
+
+  /**
+   * Name resolution as a chain: plugins add interceptors in `apply()`
+   * (`kernel.resolution.intercept({ name, stage }, next => query => …)`), which see and may filter
+   * whatever answered (an `onResolve` tap or the resolver). The same object as {@link names}.
+   */
+  readonly resolution: NameResolution;
+
+  /**
+   * How streams reach the upstream: CONNECT, and RESOLVE/RESOLVE_PTR when the upstream answers
+   * them. Plugins wrap it in `apply()` (`kernel.dispatch.intercept({ name, stage }, next => …)`);
+   * the kernel and the resolve plugins call `run()`.
+   */
+  readonly dispatch: UpstreamDispatch;
+
+  private serviceReader: ServiceReader | undefined;
+  private apiView: PluginApi | undefined;
+
+  /** @internal The proxy's services, for plugins (set when the generation is built). */
+  attachServices(reader: ServiceReader): void {
+    this.serviceReader = reader;
+  }
+
+  /** The proxy's services by token (`kernel.services.get(Tokens.X)`). */
+  get services(): ServiceReader {
+    if (!this.serviceReader) throw new Error('the kernel has no services yet (it was not built by a proxy)');
+    return this.serviceReader;
+  }
+
+  /** A signal that aborts after `timeouts.connect` or when `conn` goes away: the deadline of one lookup made for a connection. */
+  lookupSignal(conn: ConnectionContext): AbortSignal {
+    return AbortSignal.any([conn.signal, AbortSignal.timeout(this.config.timeouts.connect)]);
+  }
+
+  /**
+   * The narrow view plugins get in `apply()`: hooks, config, logger, clock, services, dispatch,
+   * resolution, lookupSignal. It also carries, untyped and deprecated, the members plugins were
+   * documented to use on the kernel before (`resolver`, `names`, `upstream`, `lookup()`,
+   * `reverse()`), so a plugin written as `apply(kernel: Kernel)` keeps working; nothing else of
+   * the kernel (connections, limits, teardown).
+   */
+  get api(): PluginApi {
+    return (this.apiView ??= Object.freeze({
+      hooks: this.hooks,
+      config: this.config,
+      logger: this.logger,
+      clock: this.clock,
+      services: this.services,
+      dispatch: this.dispatch,
+      resolution: this.resolution,
+      lookupSignal: (conn: ConnectionContext) => this.lookupSignal(conn),
+      resolver: this.resolver,
+      names: this.names,
+      upstream: this.upstream,
+      lookup: (name: string, family: 0 | 4 | 6, conn: ConnectionContext | undefined) => this.names.lookup(name, family, conn),
+      reverse: (address: string, conn: ConnectionContext | undefined) => this.names.reverse(address, conn),
+    }));
+  }
+
+  /** Compose the interceptor chains and freeze them (`proxy.listen()` calls it before any bind; the first dispatch does too). */
+  seal(): void {
+    this.dispatch.seal();
+    this.names.seal();
+  }
 
   /** Number of open client connections. */
   get connectionCount(): number {

@@ -58,6 +58,9 @@ export type {
 } from './kernel/hooks.js';
 export type { PluginMeta, SocksmithPlugin, PluginClass } from './kernel/plugin.js';
 export type { PluginApi, ServiceReader, ServiceRegistry } from './kernel/api.js';
+export type { FrontEnd, ClientSession, StreamRequest, ReplyEncoder } from './kernel/front/types.js';
+export { FrontEndRegistry } from './kernel/detect.js';
+export { CommandRegistry, type CommandHandler, type StreamControl } from './kernel/commands.js';
 export type { DestinationCheck, UsersStore } from './di/services.js';
 export { EarlyData } from './kernel/early-data.js';
 export {

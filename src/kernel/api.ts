@@ -11,6 +11,8 @@ import type { Logger } from '../logger.js';
 import type { NameResolution } from '../resolver/name-resolution.js';
 import type { ConnectionContext } from './context.js';
 import type { UpstreamDispatch } from './dispatch.js';
+import type { FrontEndRegistry } from './detect.js';
+import type { CommandRegistry } from './commands.js';
 import type { Hooks } from './hooks.js';
 
 /** The services a plugin reads (any token of `Tokens`). */
@@ -47,6 +49,10 @@ export interface PluginApi {
   readonly dispatch: UpstreamDispatch;
   /** Name resolution: add interceptors; `lookup()` / `reverse()` the way the kernel does. */
   readonly resolution: NameResolution;
+  /** Front ends: `add()` a protocol the listener may serve besides SOCKS (asked for a first byte other than 05, in order; SOCKS is the catch-all). */
+  readonly frontEnds: FrontEndRegistry;
+  /** Commands: `register()` a handler for a request's command byte (BIND, UDP ASSOCIATE, your own); unregistered ones get 07. */
+  readonly commands: CommandRegistry;
   /** A signal that aborts after `timeouts.connect` or when the connection goes away (for a lookup made for `conn`). */
   lookupSignal(conn: ConnectionContext): AbortSignal;
 }

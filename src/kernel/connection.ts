@@ -1,11 +1,12 @@
 /**
- * The per-connection driver. It owns the client socket: a plugin that takes a connection over
- * (`Takeover`, http-detect) reads and writes it through the takeover object, and only this
- * driver ends or destroys it.
+ * The per-connection driver. It owns the client socket: a front end a plugin added (http-detect's
+ * HTTP) reads and writes it through {@link ClientSession}, a command's owner through
+ * {@link StreamControl}, and only this driver ends or destroys it.
  *
- * It feeds bytes to the sans-IO handshake, calls the hooks, writes replies in order, opens the
- * upstream, then relays with backpressure and half-close. Every way a connection ends goes
- * through one idempotent {@link Connection.finish}. docs/architecture.md draws the lifecycle.
+ * It runs the detect stage (`detect.ts`), feeds bytes to the sans-IO SOCKS handshake (the
+ * catch-all front end), calls the hooks, writes replies in order, opens the upstream, then relays
+ * with backpressure and half-close. Every way a connection ends goes through one idempotent
+ * {@link Connection.finish}. docs/architecture.md draws the lifecycle.
  * @packageDocumentation
  */
 import type { Socket } from 'node:net';
@@ -25,13 +26,16 @@ import { ConnectionContext, type Credentials, type SignalSource } from './contex
 import { EarlyData } from './early-data.js';
 import { channels } from './diagnostics.js';
 import { type DataInfo, type GreetingDecision, type HandshakeOutcome, type Reply, type Takeover, isTapped } from './hooks.js';
+import { NEED_MORE } from './detect.js';
+import type { ClientSession, FrontEnd, ReplyEncoder, StreamRequest } from './front/types.js';
+import { type CommandEntry, type StreamHost, CommandStream } from './commands.js';
 import { WideReplyCodes } from './stream-keys.js';
 import type { Kernel } from './kernel.js';
 import { relay } from './relay.js';
 import { logStreamClosed } from './access-log.js';
 import { type SocketOwner, DISCARD, adopt, discard as discardSocket, resetOrDestroy } from './socket-owner.js';
 
-type Phase = 'handshake' | 'request' | 'relay' | 'takeover' | 'closing' | 'closed';
+type Phase = 'handshake' | 'request' | 'relay' | 'held' | 'takeover' | 'closing' | 'closed';
 
 /** Abort reason when a connection is torn down (one shared object: no allocation per connection). */
 const CLIENT_GONE = new UpstreamError(Rep.GENERAL_FAILURE, 'client connection closed');
@@ -90,7 +94,7 @@ function encodeReplyV5(reply: Reply): Buffer {
  * Encode a reply for SOCKS4: 5A for success, 5B otherwise. The address field carries a RESOLVE
  * answer; CONNECT replies carry zeros, as Tor sends them.
  */
-function encodeReplyV4(reply: Reply, request: SocksRequest): Buffer {
+function encodeReplyV4(reply: Reply, request: StreamRequest): Buffer {
   if (reply.rep !== Rep.SUCCEEDED) return socks4Rejection();
   const b = reply.bound;
   if (request.command !== Command.CONNECT && b && b.kind === 'ipv4') return encodeSocks4Reply(Socks4Rep.GRANTED, 0, b.host);
@@ -98,7 +102,7 @@ function encodeReplyV4(reply: Reply, request: SocksRequest): Buffer {
 }
 
 /** One client connection. */
-export class Connection implements SignalSource, SocketOwner {
+export class Connection implements SignalSource, SocketOwner, ClientSession, StreamHost {
   readonly ctx: ConnectionContext;
   private phase: Phase = 'handshake';
   private readonly hs = new ServerHandshake();
@@ -106,6 +110,8 @@ export class Connection implements SignalSource, SocketOwner {
   private off = 0;
   private processing = false;
   private greeted = false;
+  /** onGreeting passed on a first byte other than 05 and a plugin's front end needs more bytes to decide. */
+  private detecting = false;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
   private early: EarlyData | undefined;
@@ -125,7 +131,8 @@ export class Connection implements SignalSource, SocketOwner {
 
   constructor(
     private readonly kernel: Kernel,
-    private readonly socket: ClientSocket,
+    /** The client socket (a front end's, paused, while it serves; see {@link ClientSession.socket}). */
+    readonly socket: ClientSocket,
     ctxInit: Omit<ConstructorParameters<typeof ConnectionContext>[0], 'signal'>,
   ) {
     this.ctx = new ConnectionContext({ ...ctxInit, signal: this });
@@ -205,7 +212,7 @@ export class Connection implements SignalSource, SocketOwner {
     // EOF before the relay: the client gave up (Tor: no reply). A request already parsed still
     // deserves its answer only while the socket can carry it; half-closed clients (tor-resolve
     // does not, but some scripts do) still get the reply because allowHalfOpen keeps our side open.
-    if (this.phase === 'handshake' && !this.processing) this.finish();
+    if ((this.phase === 'handshake' && !this.processing) || this.phase === 'held') this.finish();
   }
 
   /**
@@ -245,6 +252,18 @@ export class Connection implements SignalSource, SocketOwner {
     this.processing = true;
     try {
       while (this.phase === 'handshake' && this.off < this.buf.length) {
+        if (this.detecting) {
+          // The detect stage: the front ends plugins added, asked in order; none: SOCKS serves it.
+          const fe = this.kernel.frontEnds.select(this.buf, this.off);
+          if (fe === NEED_MORE) {
+            if (this.socket.readableEnded) return this.finish();
+            if (this.socket.isPaused() && this.phase === 'handshake') this.socket.resume();
+            return;
+          }
+          this.detecting = false;
+          if (fe !== undefined) return this.serveWith(fe);
+          continue;
+        }
         if (!this.greeted && this.buf[this.off] !== 0x05) {
           // SOCKS4 and unknown protocols meet onGreeting at their first byte (http-detect answers
           // on one byte, as Tor does); SOCKS5 meets it with its whole greeting.
@@ -259,6 +278,7 @@ export class Connection implements SignalSource, SocketOwner {
             this.outcome = 'refused';
             return this.endWith(undefined);
           }
+          if (this.kernel.frontEnds.frontEnds.length > 0) this.detecting = true;
           continue;
         }
         const ev = this.hs.step(this.buf, this.off);
@@ -302,7 +322,7 @@ export class Connection implements SignalSource, SocketOwner {
             this.off += ev.length;
             const credentials: Credentials = { source: 'rfc1929', username: ev.auth.username, password: ev.auth.password };
             this.ctx.credentials = credentials;
-            const verdict = this.authenticate(credentials);
+            const verdict = this.authVerdict(credentials);
             const accepted = verdict === true || (await verdict);
             if (this.phase !== 'handshake') return;
             const bytes = this.hs.authResult(accepted);
@@ -321,7 +341,7 @@ export class Connection implements SignalSource, SocketOwner {
               this.ctx.protocol = 'socks4';
               const credentials: Credentials = { source: 'socks4-userid', username: req.userId ?? Buffer.alloc(0), password: undefined };
               this.ctx.credentials = credentials;
-              const verdict = this.authenticate(credentials);
+              const verdict = this.authVerdict(credentials);
               const accepted = verdict === true || (await verdict);
               if (this.phase !== 'handshake') return;
               if (!accepted) {
@@ -332,7 +352,7 @@ export class Connection implements SignalSource, SocketOwner {
             const leftover = this.buf.subarray(this.off);
             this.buf = EMPTY;
             this.off = 0;
-            const encode = req.version === 5 ? encodeReplyV5 : (r: Reply) => encodeReplyV4(r, req);
+            const encode = req.version === 5 ? encodeReplyV5 : encodeReplyV4;
             await this.runRequest(req, encode, leftover);
             return;
           }
@@ -353,7 +373,7 @@ export class Connection implements SignalSource, SocketOwner {
   }
 
   /** onAuth's verdict; `true` at once when no plugin taps it. */
-  private authenticate(credentials: Credentials): Promise<boolean> | true {
+  private authVerdict(credentials: Credentials): Promise<boolean> | true {
     const hook = this.kernel.hooks.onAuth;
     if (!isTapped(hook)) return true;
     return hook.promise({ conn: this.ctx, credentials }).then((d) => d === undefined || d.accept);
@@ -397,41 +417,150 @@ export class Connection implements SignalSource, SocketOwner {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Takeover (a plugin serves the connection, e.g. http-detect)
+  // Front ends a plugin added (http-detect's HTTP) and the legacy takeover
 
-  private takeover(handler: (t: Takeover) => void | Promise<void>): void {
+  /** Hand the connection to `fe` (the detect stage chose it): the socket paused, the bytes read so far kept in {@link buffered}. */
+  private serveWith(fe: FrontEnd): void {
     this.phase = 'takeover';
-    // Paused so that nothing is emitted while no one listens; the handler resumes it.
+    // Paused so that nothing is emitted while no one listens; the front end resumes it.
     this.socket.pause();
     this.socket.removeListener('data', onClientData);
-    const buffered = this.buf.subarray(this.off);
+    Promise.resolve()
+      .then(() => fe.serve(this))
+      .catch((err: unknown) => this.frontEndFailed(err));
+  }
+
+  /** A front end (or a legacy takeover handler) threw or rejected. */
+  private frontEndFailed(err: unknown): void {
+    this.logHookError(err);
+    if (!this.ctx.request) this.outcome = 'plugin_error';
+    this.finish(err instanceof Error ? err : new Error(String(err)));
+  }
+
+  /** {@link ClientSession.conn}: the context. */
+  get conn(): ConnectionContext {
+    return this.ctx;
+  }
+
+  /** {@link ClientSession.buffered}: bytes read and not consumed, from the first byte (empty once a stream opened). */
+  get buffered(): Buffer {
+    return this.off === 0 ? this.buf : this.buf.subarray(this.off);
+  }
+
+  /** {@link ClientSession.authenticate}: record `credentials` on the context and run onAuth. */
+  async authenticate(credentials: Credentials): Promise<boolean> {
+    this.ctx.credentials = credentials;
+    return this.authVerdict(credentials);
+  }
+
+  /** {@link ClientSession.openStream}: run a front end's request through the pipeline. */
+  async openStream(request: StreamRequest, encoder: ReplyEncoder, leftover: Buffer): Promise<void> {
+    if (this.phase !== 'takeover') throw new Error('openStream (runRequest) called twice or after the connection closed');
     this.buf = EMPTY;
     this.off = 0;
+    this.socket.on('data', onClientData);
+    const req: SocksRequest =
+      'userId' in request && 'socks4a' in request
+        ? (request as SocksRequest)
+        : { version: request.version, command: request.command, destination: request.destination, userId: request.userId, socks4a: request.socks4a ?? false };
+    await this.runRequest(req, encoder, leftover);
+  }
+
+  /** {@link ClientSession.end}: send `bytes`, end gracefully, tear down. */
+  end(bytes?: Buffer, outcome?: HandshakeOutcome): void {
+    if (this.phase === 'takeover') this.outcome = outcome ?? 'takeover';
+    this.endWith(bytes);
+  }
+
+  /**
+   * The legacy `onGreeting` `{ takeover }` decision (deprecated: register a front end): the same
+   * {@link ClientSession}, under the old names.
+   */
+  private takeover(handler: (t: Takeover) => void | Promise<void>): void {
+    this.phase = 'takeover';
+    this.socket.pause();
+    this.socket.removeListener('data', onClientData);
     const takeover: Takeover = {
       conn: this.ctx,
       socket: this.socket,
-      buffered,
-      runRequest: async (request, encodeReply, leftover) => {
-        if (this.phase !== 'takeover') throw new Error('runRequest called twice or after the connection closed');
-        this.socket.on('data', onClientData);
-        await this.runRequest(request, encodeReply, leftover);
-      },
-      authenticate: async (credentials) => {
-        this.ctx.credentials = credentials;
-        return this.authenticate(credentials);
-      },
-      finish: (bytes, outcome) => {
-        if (this.phase === 'takeover') this.outcome = outcome ?? 'takeover';
-        this.endWith(bytes);
-      },
+      buffered: this.buffered,
+      runRequest: (request, encodeReply, leftover) => this.openStream(request, encodeReply, leftover),
+      authenticate: (credentials) => this.authenticate(credentials),
+      finish: (bytes, outcome) => this.end(bytes, outcome),
     };
     Promise.resolve()
       .then(() => handler(takeover))
-      .catch((err: unknown) => {
-        this.logHookError(err);
-        if (!this.ctx.request) this.outcome = 'plugin_error';
-        this.finish(err instanceof Error ? err : new Error(String(err)));
-      });
+      .catch((err: unknown) => this.frontEndFailed(err));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Commands a plugin registered (api.commands)
+
+  /** Hand a request to its command's owner (after onRequest, before the default decision). */
+  private async runCommand(entry: CommandEntry, request: StreamRequest): Promise<void> {
+    const stream = new CommandStream(this, request);
+    try {
+      await entry.handler(stream);
+    } catch (err) {
+      const e = new PluginHookError(entry.owner, 'command', err);
+      if (this.isClosed()) {
+        this.logHookError(e);
+        return;
+      }
+      this.logHookError(e);
+      if (!stream.replied) await this.answer({ rep: repForError(err) }, this.encoder!);
+      else this.finish(e);
+    }
+  }
+
+  /** @internal {@link StreamControl.reply} / `fail`: one reply through onReply, the narrowing and the encoder. */
+  async sendReply(reply: Reply, final: boolean): Promise<boolean> {
+    if (final) {
+      await this.answer(reply, this.encoder!);
+      return false;
+    }
+    if (this.isClosed()) return false;
+    let r = reply;
+    try {
+      const hook = this.kernel.hooks.onReply;
+      if (isTapped(hook)) r = await hook.promise(reply, this.ctx);
+    } catch (err) {
+      this.logHookError(err);
+      r = { rep: reply.rep === Rep.SUCCEEDED ? Rep.GENERAL_FAILURE : reply.rep };
+    }
+    if (this.isClosed()) return false;
+    r = this.finalReply(r);
+    this.ctx.reply = r.rep;
+    const bytes = this.encodeSafely(r, this.encoder!);
+    if (!bytes || bytes === this.fallbackBytes) {
+      if (bytes) this.endWith(bytes);
+      else this.finish();
+      return false;
+    }
+    this.socket.write(bytes);
+    return true;
+  }
+
+  /** @internal {@link StreamControl.relay}: relay the client with a command's upstream. */
+  relayWith(up: UpstreamStream): void {
+    if (this.isClosed() || this.phase === 'relay') {
+      discardSocket(up.stream);
+      return;
+    }
+    adopt(up.stream, this);
+    this.upstream = up;
+    this.startRelay(up);
+  }
+
+  /** @internal {@link StreamControl.hold}: keep the connection without a relay; client bytes are discarded. */
+  hold(): void {
+    if (this.isClosed() || this.phase === 'relay' || this.phase === 'held') return;
+    this.phase = 'held';
+    this.early?.discard();
+    this.early = undefined;
+    this.socket.removeListener('data', onClientData);
+    this.socket.on('data', discard);
+    this.socket.resume();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -452,7 +581,7 @@ export class Connection implements SignalSource, SocketOwner {
     this.early!.push(chunk);
   }
 
-  private async runRequest(sent: SocksRequest, encodeReply: (reply: Reply) => Buffer, leftover: Buffer): Promise<void> {
+  private async runRequest(sent: SocksRequest, encodeReply: ReplyEncoder, leftover: Buffer): Promise<void> {
     const ctx = this.ctx;
     // Every destination name is normalised once, here, where every front end (SOCKS4a, SOCKS5,
     // HTTP CONNECT) enters: hooks, checks, upstreams, isolation and logs all see this one form
@@ -460,6 +589,7 @@ export class Connection implements SignalSource, SocketOwner {
     const destination = normalizeDestination(sent.destination);
     const request = destination === undefined || destination === sent.destination ? sent : { ...sent, destination };
     ctx.request = request;
+    this.encoder = encodeReply;
     ctx.destination = request.destination;
     this.phase = 'request';
     this.kernel.handshakeDone(this);
@@ -481,6 +611,11 @@ export class Connection implements SignalSource, SocketOwner {
       if (reply) {
         await this.answer(reply, encodeReply);
         return;
+      }
+      if (request.command !== Command.CONNECT && this.kernel.commands.size > 0) {
+        // A command a plugin registered (api.commands): its owner drives the stream.
+        const entry = this.kernel.commands.lookup(request.command, request.version);
+        if (entry !== undefined) return await this.runCommand(entry, request);
       }
       reply = this.defaultDecision(request);
       if (reply) {
@@ -515,7 +650,7 @@ export class Connection implements SignalSource, SocketOwner {
     return undefined;
   }
 
-  private async connect(destination: SocksAddress, encodeReply: (reply: Reply) => Buffer): Promise<void> {
+  private async connect(destination: SocksAddress, encodeReply: ReplyEncoder): Promise<void> {
     const ctx = this.ctx;
     const timeout = this.kernel.config.timeouts.connect;
     const ac = new AbortController();
@@ -591,7 +726,7 @@ export class Connection implements SignalSource, SocketOwner {
   }
 
   /** Send a final reply (through onReply) and close. */
-  private async answer(reply: Reply, encodeReply: (reply: Reply) => Buffer): Promise<void> {
+  private async answer(reply: Reply, encodeReply: ReplyEncoder): Promise<void> {
     let r = reply;
     try {
       const hook = this.kernel.hooks.onReply;
@@ -610,20 +745,22 @@ export class Connection implements SignalSource, SocketOwner {
   }
 
   private fallbackBytes: Buffer | undefined;
+  /** The front end's reply encoder for the stream (set when the request arrives). */
+  private encoder: ReplyEncoder | undefined;
 
   /**
    * Encode a reply; if a plugin produced one that cannot be encoded (a name over 255 bytes, a
    * bad IP string), log it and send a general failure instead (recorded in `fallbackBytes`), or
    * `undefined` when even that cannot be encoded.
    */
-  private encodeSafely(reply: Reply, encodeReply: (reply: Reply) => Buffer): Buffer | undefined {
+  private encodeSafely(reply: Reply, encodeReply: ReplyEncoder): Buffer | undefined {
     try {
-      return encodeReply(reply);
+      return encodeReply(reply, this.ctx.request!);
     } catch (err) {
       this.ctx.log.warn({ err: errorMessage(err), rep: repName(reply.rep) }, 'reply cannot be encoded; sending general failure');
       this.ctx.reply = Rep.GENERAL_FAILURE;
       try {
-        this.fallbackBytes = encodeReply({ rep: Rep.GENERAL_FAILURE });
+        this.fallbackBytes = encodeReply({ rep: Rep.GENERAL_FAILURE }, this.ctx.request!);
         return this.fallbackBytes;
       } catch {
         return undefined;

@@ -34,8 +34,10 @@ export interface GreetingInfo {
 export type HandshakeOutcome = 'client_closed' | 'timeout' | 'protocol_error' | 'refused' | 'plugin_error' | 'http_page' | 'takeover' | 'shed' | 'shutdown';
 
 /**
- * The rest of a connection, handed to a plugin that took it over in `onGreeting` (e.g. the HTTP
- * page or HTTP CONNECT of `http-detect`). The kernel still owns teardown.
+ * The rest of a connection, handed to a plugin that took it over in `onGreeting`. The kernel
+ * still owns teardown. Deprecated: add a front end (`api.frontEnds.add`, `FrontEnd` and
+ * `ClientSession` in `front/types.ts`); this is the same session under older names, and no
+ * built-in uses it.
  */
 export interface Takeover {
   readonly conn: ConnectionContext;

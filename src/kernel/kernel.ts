@@ -15,6 +15,8 @@ import type { NameResolution } from '../resolver/name-resolution.js';
 import type { Resolver } from '../resolver/types.js';
 import type { DispatchInterceptor, Upstream } from '../upstream/types.js';
 import { UpstreamDispatch } from './dispatch.js';
+import { FrontEndRegistry } from './detect.js';
+import { CommandRegistry } from './commands.js';
 import type { PluginApi, ServiceReader } from './api.js';
 import { Connection } from './connection.js';
 import type { ConnectionContext, ListenerInfo } from './context.js';
@@ -94,6 +96,12 @@ export class Kernel {
    */
   readonly dispatch: UpstreamDispatch;
 
+  /** Front ends plugins add in `apply()` (`frontEnds.add(…)`), asked by the detect stage for a first byte other than 05 (docs/architecture.md). */
+  readonly frontEnds = new FrontEndRegistry();
+
+  /** Commands plugins own (`commands.register(…)`): BIND, UDP ASSOCIATE, a plugin's own; others get 07. */
+  readonly commands = new CommandRegistry();
+
   private serviceReader: ServiceReader | undefined;
   private apiView: PluginApi | undefined;
 
@@ -129,6 +137,8 @@ export class Kernel {
       services: this.services,
       dispatch: this.dispatch,
       resolution: this.resolution,
+      frontEnds: this.frontEnds,
+      commands: this.commands,
       lookupSignal: (conn: ConnectionContext) => this.lookupSignal(conn),
       resolver: this.resolver,
       names: this.names,
@@ -142,6 +152,8 @@ export class Kernel {
   seal(): void {
     this.dispatch.seal();
     this.names.seal();
+    this.frontEnds.seal();
+    this.commands.seal();
   }
 
   /** Number of open client connections. */

@@ -3,24 +3,23 @@
  * HTTP) reads and writes it through {@link ClientSession}, a command's owner through
  * {@link StreamControl}, and only this driver ends or destroys it.
  *
- * It runs the detect stage (`detect.ts`), feeds bytes to the sans-IO SOCKS handshake (the
- * catch-all front end), calls the hooks, writes replies in order, opens the upstream, then relays
- * with backpressure and half-close. Every way a connection ends goes through one idempotent
- * {@link Connection.finish}. docs/architecture.md draws the lifecycle.
+ * It runs the detect stage (`detect.ts`) and feeds bytes to the sans-IO SOCKS handshake (the
+ * catch-all front end); a request, from whichever front end, runs through the stream pipeline
+ * (`pipeline.ts`: hooks, upstream, replies in order, relay with backpressure and half-close),
+ * which works on this object's fields. Every way a connection ends goes through one idempotent
+ * {@link Connection.finish}. docs/architecture.md draws the lifecycle. Members without `private`
+ * that are not part of {@link ClientSession} are for pipeline.ts only.
  * @packageDocumentation
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { PluginHookError, errorMessage, hasCode } from '../errors.js';
-import { type SocksAddress, ZERO_ADDRESS } from '../protocol/address.js';
+import { ZERO_ADDRESS } from '../protocol/address.js';
 import type { SocksRequest } from '../protocol/codec.js';
 import { encodeSocks4Reply, encodeSocks5Reply } from '../protocol/codec.js';
-import { Command, Method, Rep, Socks4Rep, collapseRep, repName } from '../protocol/constants.js';
-import { isOnionName, normalizeDestination } from '../protocol/names.js';
-import { onionProblem } from '../protocol/onion.js';
+import { Command, Method, Rep, Socks4Rep } from '../protocol/constants.js';
 import { ServerHandshake, socks4Rejection, socks5ErrorReply } from '../protocol/server-handshake.js';
-import { repForError } from '../upstream/errors.js';
-import { type UpstreamStream, isStream } from '../upstream/types.js';
+import type { UpstreamStream } from '../upstream/types.js';
 import { UpstreamError } from '../errors.js';
 import { ConnectionContext, type Credentials, type SignalSource } from './context.js';
 import { EarlyData } from './early-data.js';
@@ -28,10 +27,9 @@ import { channels } from './diagnostics.js';
 import { type DataInfo, type GreetingDecision, type HandshakeOutcome, type Reply, type Takeover, isTapped } from './hooks.js';
 import { NEED_MORE } from './detect.js';
 import type { ClientSession, FrontEnd, ReplyEncoder, StreamRequest } from './front/types.js';
-import { type CommandEntry, type StreamHost, CommandStream } from './commands.js';
-import { WideReplyCodes } from './stream-keys.js';
+import type { StreamHost } from './commands.js';
 import type { Kernel } from './kernel.js';
-import { relay } from './relay.js';
+import { pushEarly, runStream, sendReply, startRelay } from './pipeline.js';
 import { logStreamClosed } from './access-log.js';
 import { type SocketOwner, DISCARD, adopt, discard as discardSocket, resetOrDestroy } from './socket-owner.js';
 
@@ -60,16 +58,19 @@ type ClientSocket = Socket & { [kConn]?: Connection };
 // Socket and timer listeners are module-level functions shared by every connection; they find
 // their connection through `kConn`. A closure per listener per connection would cost heap for
 // every open tunnel and allocations on every accept (docs/performance.md).
-function onClientData(this: ClientSocket, chunk: Buffer): void {
+/** @internal */
+export function onClientData(this: ClientSocket, chunk: Buffer): void {
   this[kConn]!.handshakeData(chunk);
 }
 function onClientClose(this: ClientSocket): void {
   this[kConn]!.socketClose();
 }
-function onClientEndEarly(this: ClientSocket): void {
+/** @internal */
+export function onClientEndEarly(this: ClientSocket): void {
   this[kConn]!.clientEndEarly();
 }
-function onIdleTimeout(this: ClientSocket): void {
+/** @internal */
+export function onIdleTimeout(this: ClientSocket): void {
   const c = this[kConn]!;
   c.ctx.log.debug('idle timeout');
   c.finish();
@@ -79,9 +80,6 @@ function onHandshakeTimeout(c: Connection): void {
 }
 function onLingerTimeout(c: Connection): void {
   c.finish();
-}
-function onConnectTimeout(ac: AbortController, timeout: number): void {
-  ac.abort(new UpstreamError(Rep.TTL_EXPIRED, `connect timeout after ${timeout} ms`, { code: 'SOCKSMITH_ERR_UPSTREAM_TIMEOUT' }));
 }
 function discard(): void {}
 
@@ -104,7 +102,7 @@ function encodeReplyV4(reply: Reply, request: StreamRequest): Buffer {
 /** One client connection. */
 export class Connection implements SignalSource, SocketOwner, ClientSession, StreamHost {
   readonly ctx: ConnectionContext;
-  private phase: Phase = 'handshake';
+  phase: Phase = 'handshake';
   private readonly hs = new ServerHandshake();
   private buf: Buffer = EMPTY;
   private off = 0;
@@ -112,25 +110,29 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
   private greeted = false;
   /** onGreeting passed on a first byte other than 05 and a plugin's front end needs more bytes to decide. */
   private detecting = false;
-  private handshakeTimer: NodeJS.Timeout | undefined;
+  handshakeTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
-  private early: EarlyData | undefined;
-  private upstream: UpstreamStream | undefined;
+  early: EarlyData | undefined;
+  upstream: UpstreamStream | undefined;
   /** An error of the upstream socket after it connected and before the relay took it. */
-  private upstreamError: Error | undefined;
+  upstreamError: Error | undefined;
   /** Created on first use of `ctx.signal`; aborted by the teardown. */
   private abort: AbortController | undefined;
   /** The connect in progress, aborted directly by the teardown. */
-  private connectAbort: AbortController | undefined;
+  connectAbort: AbortController | undefined;
   /** onData's second argument per direction, built when a plugin taps onData. */
   private upInfoObj: DataInfo | undefined;
   private downInfoObj: DataInfo | undefined;
   private closeWaiters: Array<() => void> | undefined;
+  /** The general-failure bytes sent when a reply could not be encoded (pipeline.ts `encodeSafely`). */
+  fallbackBytes: Buffer | undefined;
+  /** The front end's reply encoder for the stream (set when the request arrives). */
+  encoder: ReplyEncoder | undefined;
   /** How the handshake ended when no request came (set where it ends; default client_closed). */
   private outcome: HandshakeOutcome | undefined;
 
   constructor(
-    private readonly kernel: Kernel,
+    readonly kernel: Kernel,
     /** The client socket (a front end's, paused, while it serves; see {@link ClientSession.socket}). */
     readonly socket: ClientSocket,
     ctxInit: Omit<ConstructorParameters<typeof ConnectionContext>[0], 'signal'>,
@@ -146,11 +148,11 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
     return (this.abort ??= new AbortController()).signal;
   }
 
-  private get upInfo(): DataInfo {
+  get upInfo(): DataInfo {
     return (this.upInfoObj ??= Object.freeze({ conn: this.ctx, direction: 'up' as const }));
   }
 
-  private get downInfo(): DataInfo {
+  get downInfo(): DataInfo {
     return (this.downInfoObj ??= Object.freeze({ conn: this.ctx, direction: 'down' as const }));
   }
 
@@ -190,7 +192,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
   /** A chunk from the client before the relay. @internal */
   handshakeData(chunk: Buffer): void {
     if (this.phase === 'request') {
-      this.pushEarly(chunk);
+      pushEarly(this, chunk);
       return;
     }
     if (this.phase !== 'handshake') return; // closing: discard what a client sends after its answer
@@ -353,7 +355,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
             this.buf = EMPTY;
             this.off = 0;
             const encode = req.version === 5 ? encodeReplyV5 : encodeReplyV4;
-            await this.runRequest(req, encode, leftover);
+            await runStream(this, req, encode, leftover);
             return;
           }
         }
@@ -406,7 +408,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
     this.endWith(bytes);
   }
 
-  private logHookError(err: unknown): void {
+  logHookError(err: unknown): void {
     if (err instanceof PluginHookError || (err as { code?: string })?.code === 'SOCKSMITH_ERR_PLUGIN_HOOK') {
       const e = err as PluginHookError;
       if (channels.pluginError.hasSubscribers) channels.pluginError.publish({ plugin: e.plugin, hook: e.hook, conn: this.ctx });
@@ -463,7 +465,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
       'userId' in request && 'socks4a' in request
         ? (request as SocksRequest)
         : { version: request.version, command: request.command, destination: request.destination, userId: request.userId, socks4a: request.socks4a ?? false };
-    await this.runRequest(req, encoder, leftover);
+    await runStream(this, req, encoder, leftover);
   }
 
   /** {@link ClientSession.end}: send `bytes`, end gracefully, tear down. */
@@ -494,53 +496,12 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Commands a plugin registered (api.commands)
+  // What the stream pipeline (pipeline.ts) and a command's StreamControl call
 
-  /** Hand a request to its command's owner (after onRequest, before the default decision). */
-  private async runCommand(entry: CommandEntry, request: StreamRequest): Promise<void> {
-    const stream = new CommandStream(this, request);
-    try {
-      await entry.handler(stream);
-    } catch (err) {
-      const e = new PluginHookError(entry.owner, 'command', err);
-      if (this.isClosed()) {
-        this.logHookError(e);
-        return;
-      }
-      this.logHookError(e);
-      if (!stream.replied) await this.answer({ rep: repForError(err) }, this.encoder!);
-      else this.finish(e);
-    }
+  /** @internal {@link StreamControl.reply} / `fail` (pipeline.ts `sendReply`). */
+  sendReply(reply: Reply, final: boolean): Promise<boolean> {
+    return sendReply(this, reply, final);
   }
-
-  /** @internal {@link StreamControl.reply} / `fail`: one reply through onReply, the narrowing and the encoder. */
-  async sendReply(reply: Reply, final: boolean): Promise<boolean> {
-    if (final) {
-      await this.answer(reply, this.encoder!);
-      return false;
-    }
-    if (this.isClosed()) return false;
-    let r = reply;
-    try {
-      const hook = this.kernel.hooks.onReply;
-      if (isTapped(hook)) r = await hook.promise(reply, this.ctx);
-    } catch (err) {
-      this.logHookError(err);
-      r = { rep: reply.rep === Rep.SUCCEEDED ? Rep.GENERAL_FAILURE : reply.rep };
-    }
-    if (this.isClosed()) return false;
-    r = this.finalReply(r);
-    this.ctx.reply = r.rep;
-    const bytes = this.encodeSafely(r, this.encoder!);
-    if (!bytes || bytes === this.fallbackBytes) {
-      if (bytes) this.endWith(bytes);
-      else this.finish();
-      return false;
-    }
-    this.socket.write(bytes);
-    return true;
-  }
-
   /** @internal {@link StreamControl.relay}: relay the client with a command's upstream. */
   relayWith(up: UpstreamStream): void {
     if (this.isClosed() || this.phase === 'relay') {
@@ -549,9 +510,8 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
     }
     adopt(up.stream, this);
     this.upstream = up;
-    this.startRelay(up);
+    startRelay(this, up);
   }
-
   /** @internal {@link StreamControl.hold}: keep the connection without a relay; client bytes are discarded. */
   hold(): void {
     if (this.isClosed() || this.phase === 'relay' || this.phase === 'held') return;
@@ -562,242 +522,8 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
     this.socket.on('data', discard);
     this.socket.resume();
   }
-
-  // ---------------------------------------------------------------------------------------------
-  // Request
-
-  private pushEarly(chunk: Buffer): void {
-    const hook = this.kernel.hooks.onData;
-    if (isTapped(hook)) {
-      try {
-        chunk = hook.call(chunk, this.upInfo);
-      } catch (err) {
-        this.logHookError(err);
-        this.finish(err as Error);
-        return;
-      }
-    }
-    this.ctx.bytesUp += chunk.length;
-    this.early!.push(chunk);
-  }
-
-  private async runRequest(sent: SocksRequest, encodeReply: ReplyEncoder, leftover: Buffer): Promise<void> {
-    const ctx = this.ctx;
-    // Every destination name is normalised once, here, where every front end (SOCKS4a, SOCKS5,
-    // HTTP CONNECT) enters: hooks, checks, upstreams, isolation and logs all see this one form
-    // (src/protocol/names.ts normalizeHost). A name that does not normalise is refused below.
-    const destination = normalizeDestination(sent.destination);
-    const request = destination === undefined || destination === sent.destination ? sent : { ...sent, destination };
-    ctx.request = request;
-    this.encoder = encodeReply;
-    ctx.destination = request.destination;
-    this.phase = 'request';
-    this.kernel.handshakeDone(this);
-    if (channels.request.hasSubscribers) channels.request.publish({ conn: ctx, handshakeMs: this.kernel.clock.now() - ctx.acceptedAt });
-    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
-    this.early = new EarlyData(this.kernel.config.limits.earlyData, this.socket);
-    if (leftover.length > 0) this.pushEarly(Buffer.from(leftover));
-    if (this.socket.isPaused() && this.early.bytes < this.kernel.config.limits.earlyData) this.socket.resume();
-    if (destination === undefined) {
-      ctx.log.debug({ destination: sent.destination.host }, 'destination name does not normalise; refused');
-      await this.answer({ rep: Rep.HOST_UNREACHABLE }, encodeReply);
-      return;
-    }
-    let reply: Reply | undefined;
-    try {
-      const hook = this.kernel.hooks.onRequest;
-      if (isTapped(hook)) reply = await hook.promise(ctx, request);
-      if (this.isClosed()) return;
-      if (reply) {
-        await this.answer(reply, encodeReply);
-        return;
-      }
-      if (request.command !== Command.CONNECT && this.kernel.commands.size > 0) {
-        // A command a plugin registered (api.commands): its owner drives the stream.
-        const entry = this.kernel.commands.lookup(request.command, request.version);
-        if (entry !== undefined) return await this.runCommand(entry, request);
-      }
-      reply = this.defaultDecision(request);
-      if (reply) {
-        await this.answer(reply, encodeReply);
-        return;
-      }
-    } catch (err) {
-      if (this.isClosed()) return;
-      if (!(typeof (err as { rep?: unknown })?.rep === 'number')) this.logHookError(err);
-      await this.answer({ rep: repForError(err) }, encodeReply);
-      return;
-    }
-    await this.connect(ctx.destination ?? request.destination, encodeReply);
-  }
-
-  /** The kernel's own answer for requests no plugin answered; `undefined` means "connect". */
-  private defaultDecision(request: SocksRequest): Reply | undefined {
-    if (request.command !== Command.CONNECT) return { rep: Rep.COMMAND_NOT_SUPPORTED };
-    const d = this.ctx.destination ?? request.destination;
-    // Port 0 and the unspecified address can never be a real destination (Tor answers 01 / 5B).
-    if (d.port === 0 || d.host === '0.0.0.0' || d.host === '::') return { rep: Rep.GENERAL_FAILURE };
-    // A .onion name that is not a valid v3 address never leaves this process, whatever the
-    // upstream and whether extended-errors is on: another SOCKS5 server might answer 00 to it.
-    // F6 reaches the client only with extended errors on; finalReply collapses it to 01 otherwise.
-    if (d.kind === 'domain' && isOnionName(d.host)) {
-      const problem = onionProblem(d.host);
-      if (problem !== undefined) {
-        this.ctx.log.debug({ problem }, 'invalid .onion address; refused');
-        return { rep: Rep.ONION_BAD_ADDRESS };
-      }
-    }
-    return undefined;
-  }
-
-  private async connect(destination: SocksAddress, encodeReply: ReplyEncoder): Promise<void> {
-    const ctx = this.ctx;
-    const timeout = this.kernel.config.timeouts.connect;
-    const ac = new AbortController();
-    this.connectAbort = ac;
-    const timer = setTimeout(onConnectTimeout, timeout, ac, timeout);
-    let up: UpstreamStream;
-    const connectStart = this.kernel.clock.now();
-    const dispatch = this.kernel.dispatch;
-    ctx.upstream ??= dispatch.upstreamName;
-    try {
-      // `early` stays undefined unless an interceptor grants early sending (optimistic-data): the held bytes then go with the connect.
-      const r = await dispatch.run(destination, ctx, { command: Command.CONNECT, signal: ac.signal, early: undefined, held: this.early });
-      if (!isStream(r)) throw new UpstreamError(r.rep === Rep.SUCCEEDED ? Rep.GENERAL_FAILURE : r.rep, 'an upstream interceptor answered CONNECT with a reply, not a stream');
-      up = r;
-    } catch (err) {
-      if (this.isClosed()) return;
-      const rep = repForError(err);
-      const cause = (err as { cause?: unknown })?.cause;
-      // Under log.safeLogging the message (which names the destination) is reduced to its code.
-      ctx.failure = this.kernel.config.log.safeLogging ? String((err as { code?: unknown })?.code ?? 'connect failed') : errorMessage(err);
-      if (hasCode(err, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(err);
-      else if (hasCode(cause, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(cause);
-      else ctx.log.debug({ err: errorMessage(err), rep: repName(rep) }, 'upstream connect failed');
-      this.early?.discard();
-      await this.answer({ rep }, encodeReply);
-      return;
-    } finally {
-      clearTimeout(timer);
-      this.connectAbort = undefined;
-    }
-    if (this.isClosed()) {
-      discardSocket(up.stream);
-      return;
-    }
-    // The kernel owns the upstream socket from here; an error held since its connect arrives now.
-    adopt(up.stream, this);
-    this.upstream = up;
-    if (channels.connected.hasSubscribers) channels.connected.publish({ conn: ctx, connectMs: this.kernel.clock.now() - connectStart });
-    let reply: Reply = { rep: Rep.SUCCEEDED, bound: up.bound };
-    try {
-      const hook = this.kernel.hooks.onReply;
-      if (isTapped(hook)) reply = await hook.promise(reply, ctx);
-    } catch (err) {
-      this.logHookError(err);
-      reply = { rep: Rep.GENERAL_FAILURE };
-    }
-    if (this.isClosed()) return;
-    if (this.upstreamError && reply.rep === Rep.SUCCEEDED) {
-      // The destination went away (reset, EPIPE) before the client was told: say so instead.
-      reply = { rep: repForError(this.upstreamError) };
-    }
-    reply = this.finalReply(reply);
-    ctx.reply = reply.rep;
-    const bytes = this.encodeSafely(reply, encodeReply);
-    // A plugin turned success into failure (or its reply could not be encoded): honour the
-    // failure, never relay.
-    if (!bytes || reply.rep !== Rep.SUCCEEDED || bytes === this.fallbackBytes) {
-      this.early?.discard();
-      this.upstream = undefined;
-      discardSocket(up.stream); // never relayed: close it now, not when the client finally goes
-      if (bytes) this.endWith(bytes);
-      else this.finish();
-      return;
-    }
-    this.socket.write(bytes);
-    this.startRelay(up);
-  }
-
-  /** The last word on a reply: a code outside RFC 1928 (> 08) is narrowed (`collapseRep`) unless the stream allows wide reply codes (`WideReplyCodes`). */
-  private finalReply(reply: Reply): Reply {
-    if (reply.rep <= Rep.ADDRESS_TYPE_NOT_SUPPORTED || this.ctx.get(WideReplyCodes) === true) return reply;
-    return { ...reply, rep: collapseRep(reply.rep) };
-  }
-
-  /** Send a final reply (through onReply) and close. */
-  private async answer(reply: Reply, encodeReply: ReplyEncoder): Promise<void> {
-    let r = reply;
-    try {
-      const hook = this.kernel.hooks.onReply;
-      if (isTapped(hook)) r = await hook.promise(reply, this.ctx);
-    } catch (err) {
-      this.logHookError(err);
-      r = { rep: reply.rep === Rep.SUCCEEDED ? Rep.GENERAL_FAILURE : reply.rep };
-    }
-    if (this.isClosed()) return;
-    r = this.finalReply(r);
-    this.ctx.reply = r.rep;
-    this.early?.discard();
-    const bytes = this.encodeSafely(r, encodeReply);
-    if (bytes) this.endWith(bytes);
-    else this.finish();
-  }
-
-  private fallbackBytes: Buffer | undefined;
-  /** The front end's reply encoder for the stream (set when the request arrives). */
-  private encoder: ReplyEncoder | undefined;
-
-  /**
-   * Encode a reply; if a plugin produced one that cannot be encoded (a name over 255 bytes, a
-   * bad IP string), log it and send a general failure instead (recorded in `fallbackBytes`), or
-   * `undefined` when even that cannot be encoded.
-   */
-  private encodeSafely(reply: Reply, encodeReply: ReplyEncoder): Buffer | undefined {
-    try {
-      return encodeReply(reply, this.ctx.request!);
-    } catch (err) {
-      this.ctx.log.warn({ err: errorMessage(err), rep: repName(reply.rep) }, 'reply cannot be encoded; sending general failure');
-      this.ctx.reply = Rep.GENERAL_FAILURE;
-      try {
-        this.fallbackBytes = encodeReply({ rep: Rep.GENERAL_FAILURE }, this.ctx.request!);
-        return this.fallbackBytes;
-      } catch {
-        return undefined;
-      }
-    }
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Relay
-
-  private startRelay(up: UpstreamStream): void {
-    this.phase = 'relay';
-    this.socket.removeListener('data', onClientData);
-    this.socket.removeListener('end', onClientEndEarly);
-    const early = this.early!;
-    // Early bytes not yet sent (optimistic data off, or the upstream did not take them) go now,
-    // ahead of anything read later.
-    early.attach(up.stream);
-    this.early = undefined;
-    const idle = this.kernel.config.timeouts.idle;
-    if (idle > 0) {
-      this.socket.setTimeout(idle);
-      this.socket.on('timeout', onIdleTimeout);
-    }
-    const hook = this.kernel.hooks.onData;
-    const tapped = isTapped(hook);
-    relay(this.socket, up.stream, {
-      ctx: this.ctx,
-      onData: tapped ? hook : undefined,
-      upInfo: tapped ? this.upInfo : undefined,
-      downInfo: tapped ? this.downInfo : undefined,
-      done: (err) => this.relayEnded(err),
-    });
-  }
-
   /** The relay is over (both sides closed, or an error). */
-  private relayEnded(err?: Error): void {
+  relayEnded(err?: Error): void {
     if (hasCode(err, 'SOCKSMITH_ERR_PLUGIN_HOOK')) this.logHookError(err);
     this.finish(err);
   }
@@ -805,7 +531,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
   // ---------------------------------------------------------------------------------------------
   // Endings
 
-  private isClosed(): boolean {
+  isClosed(): boolean {
     return this.phase === 'closing' || this.phase === 'closed';
   }
 
@@ -813,7 +539,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
    * Send `bytes` (if any), end our side, and linger briefly so the client reads them before the
    * socket is destroyed (destroying with unread input would send RST and could lose the reply).
    */
-  private endWith(bytes: Buffer | undefined): void {
+  endWith(bytes: Buffer | undefined): void {
     if (this.isClosed()) return;
     this.phase = 'closing';
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);

@@ -102,7 +102,21 @@ export async function loadConfigFile(options: { file?: string; cwd: string }): P
     }
   }
   if (!result) return { raw: {}, source: { file: undefined, dir: options.cwd } };
-  return { raw: result.config ?? {}, source: { file: result.filepath, dir: path.dirname(result.filepath) } };
+  return { raw: esModuleDefault(result.config ?? {}), source: { file: result.filepath, dir: path.dirname(result.filepath) } };
+}
+
+/**
+ * A CommonJS config that tsc compiled from `export default …` (a package without
+ * `"type": "module"`, as `npm init -y` writes) reaches us as `module.exports`, that is
+ * `{ default: config }` marked `__esModule`: its config is the `default`. Plugin modules get the
+ * same treatment (see plugin loading). A plain object whose only key is `default` is left alone.
+ */
+function esModuleDefault(raw: unknown): unknown {
+  if (raw === null || typeof raw !== 'object') return raw;
+  const exports = raw as { __esModule?: unknown; default?: unknown };
+  const keys = Object.keys(raw);
+  if (exports.__esModule === true && keys.length === 1 && keys[0] === 'default') return exports.default ?? {};
+  return raw;
 }
 
 /** A code-frame line of a parse error (`> 3 | …`, `  4 | …`, `    |   ^`, `--------^`). */

@@ -11,6 +11,15 @@ if (fs.existsSync(compiled)) {
   await import(compiled.href);
 } else {
   const { createJiti } = await import('jiti');
-  const jiti = createJiti(import.meta.url, { fsCache: false, interopDefault: true });
+  // The package's own specifiers ('socksmith' in the built-ins, 'socksmith/plugins/<name>' in the
+  // loader) resolve through package.json "exports" to dist/, which does not exist here: point them
+  // at the sources, so every module goes through jiti and there is one copy of each.
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const alias = {
+    'socksmith/builtin-types': `${root}plugins/builtin-types/index.ts`,
+    'socksmith/plugins': `${root}plugins`,
+    socksmith: `${root}src/index.ts`,
+  };
+  const jiti = createJiti(import.meta.url, { fsCache: false, interopDefault: true, alias });
   await jiti.import(fileURLToPath(new URL('../src/cli/main.ts', import.meta.url)));
 }

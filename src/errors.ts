@@ -21,6 +21,7 @@ export const ErrorCodes = {
   SOCKSMITH_ERR_PLUGIN_DEPENDENCY: 'A plugin depends on another plugin that is not enabled.',
   SOCKSMITH_ERR_PLUGIN_START_TIMEOUT: 'A plugin did not finish start() within the plugin timeout.',
   SOCKSMITH_ERR_PLUGIN_HOOK: 'A plugin threw or rejected inside a hook; the connection got a general-failure reply.',
+  SOCKSMITH_ERR_PLUGIN_LATE: 'A plugin added an interceptor after the proxy started (intercept() belongs in apply()).',
   SOCKSMITH_ERR_PLUGIN_FAILED: 'A plugin threw while being constructed, in apply(), or in start(); the message names the plugin, its file and the phase.',
   SOCKSMITH_ERR_UPSTREAM_CONNECT: 'The upstream could not open the stream; the error carries the SOCKS reply code.',
   SOCKSMITH_ERR_UPSTREAM_TIMEOUT: 'The upstream did not connect within timeouts.connect.',
@@ -152,10 +153,10 @@ export class PluginHookError extends SocksmithError {
 }
 
 /** Where a plugin failed outside a connection: {@link PluginError.phase}. */
-export type PluginPhase = 'constructor' | 'apply()' | 'start()';
+export type PluginPhase = 'constructor' | 'provision()' | 'apply()' | 'start()';
 
 /**
- * A plugin threw while being constructed, in `apply()` or in `start()`. The message names the
+ * A plugin threw while being constructed, in `provision()`, `apply()` or `start()`. The message names the
  * plugin, its module file (for a plugin loaded from a file) and the phase, on one line:
  * `plugin "deny-list" (/srv/deny-list.ts) failed in start(): cannot open database`. The
  * original error is the `cause`.

@@ -10,7 +10,18 @@ import 'reflect-metadata';
 export { inject, injectable } from 'tsyringe';
 export type { DependencyContainer } from 'tsyringe';
 
-export { defineConfig, type SocksmithConfig, type PluginsConfig, type PluginSetting, type CustomPluginSetting } from './config/define-config.js';
+export { defineConfig, type SocksmithConfig, type PluginsConfig, type PluginOptionsMap, type PluginSetting, type CustomPluginSetting } from './config/define-config.js';
+// Type-only (erased from index.js, so no run-time import of a plugin): loads the built-ins' PluginOptionsMap augmentations.
+export type {
+  AuthOptions,
+  ExtendedErrorsOptions,
+  HttpDetectOptions,
+  IsolationOptions,
+  OptimisticDataOptions,
+  PolicyOptions,
+  ResolveOptions,
+  ResolvePtrOptions,
+} from 'socksmith/builtin-types';
 export type { ConfigInput, ListenConfig, UpstreamConfig, DirectUpstreamConfig, Socks5UpstreamConfig, ModuleUpstreamConfig, ResolverConfig } from './config/schema.js';
 export type { ResolvedConfig, PluginEntry, ResolvedResolverConfig } from './config/types.js';
 export { loadConfig } from './config/load.js';
@@ -18,13 +29,17 @@ export { resolveConfig, DEFAULTS } from './config/normalize.js';
 export { BUILTIN_PLUGINS, BUILTIN_PLUGIN_NAMES, type BuiltinPluginName } from './config/builtins.js';
 
 export { Tokens, resolveToken, type Token } from './di/tokens.js';
+export { ProcessSecretStore, type SecretStore } from './di/secrets.js';
 
 export { Kernel } from './kernel/kernel.js';
 export { Stage, type StageValue } from './kernel/stages.js';
 export { ConnectionContext } from './kernel/context.js';
 export { clientKey } from './kernel/client-key.js';
-export type { ListenerInfo, Credentials, CredentialSource, UpstreamCredentials, FrontendProtocol, DeferredIsolation, SignalSource } from './kernel/context.js';
-export { HOOK_NAMES } from './kernel/hooks.js';
+export type { ListenerInfo, Credentials, CredentialSource, UpstreamCredentials, FrontendProtocol, SignalSource } from './kernel/context.js';
+export { declareKey, WideReplyCodes, type StreamKey } from './kernel/stream-keys.js';
+export { ResolverPartition } from './resolver/partition.js';
+export { UpstreamAuth } from './upstream/credentials.js';
+export { HOOK_NAMES, isDeliberate } from './kernel/hooks.js';
 export type {
   Hooks,
   GreetingInfo,
@@ -42,6 +57,8 @@ export type {
   DataDirection,
 } from './kernel/hooks.js';
 export type { PluginMeta, SocksmithPlugin, PluginClass } from './kernel/plugin.js';
+export type { PluginApi, ServiceReader, ServiceRegistry } from './kernel/api.js';
+export type { DestinationCheck, UsersStore } from './di/services.js';
 export { EarlyData } from './kernel/early-data.js';
 export {
   Channels,
@@ -55,8 +72,9 @@ export {
   type DnsLookupMessage,
 } from './kernel/diagnostics.js';
 
-export type { Upstream, UpstreamStream, ConnectFn, ConnectOptions, UpstreamInterceptor } from './upstream/types.js';
-export { composeUpstream } from './upstream/types.js';
+export type { Upstream, UpstreamStream, ConnectFn, ConnectOptions, UpstreamInterceptor, Dispatch, DispatchInterceptor, DispatchOptions, DispatchResult } from './upstream/types.js';
+export { composeUpstream, isStream } from './upstream/types.js';
+export { UpstreamDispatch, type ChainRegistry } from './kernel/dispatch.js';
 export { DirectUpstream } from './upstream/direct.js';
 export { Socks5Upstream, type Socks5UpstreamOptions } from './upstream/socks5.js';
 export { repForError, ERRNO_TO_REP } from './upstream/errors.js';
@@ -64,12 +82,13 @@ export { repForError, ERRNO_TO_REP } from './upstream/errors.js';
 export type { Resolver, LookupOptions } from './resolver/types.js';
 export { DnsResolver } from './resolver/dns-resolver.js';
 export { NameResolution } from './resolver/name-resolution.js';
+export type { Resolve, ResolveInterceptor } from './resolver/chain.js';
 
 export * from './protocol/constants.js';
 export * from './protocol/address.js';
 export * from './protocol/codec.js';
 export * from './protocol/names.js';
-export { isValidOnion, onionAddressFromKey, onionProblem } from './protocol/onion.js';
+export { base32Decode, isValidOnion, onionAddressFromKey, onionProblem } from './protocol/onion.js';
 export { ServerHandshake, classifyFirstByte, socks4Rejection, socks5ErrorReply, type HandshakeEvent, type HandshakeState, type ProtocolGuess } from './protocol/server-handshake.js';
 
 export {
@@ -85,6 +104,7 @@ export {
   ResolveError,
   PluginHookError,
   hasCode,
+  errorMessage,
 } from './errors.js';
 
 export { SCRUBBED, canScrub, createLogger, isSafeLogging, scrubLine, scrubText, setLogFormat, setSafeLogging, type Logger, type LogLevel, type LogFormat } from './logger.js';

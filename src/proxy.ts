@@ -25,6 +25,7 @@ import { loadPlugins } from './kernel/plugin-loader.js';
 import { canScrub, createLogger, setSafeLogging, type Logger } from './logger.js';
 import { formatHostPort } from './protocol/address.js';
 import { primeAllocator } from './kernel/allocator.js';
+import { DnsResolver } from './resolver/dns-resolver.js';
 
 /** A BlockList of CIDRs and single addresses (IPv4-mapped IPv6 peers match IPv4 entries). */
 function blockListOf(entries: readonly string[]): net.BlockList {
@@ -145,14 +146,14 @@ function listenerKey(l: ResolvedConfig['listen'][number]): string {
 }
 
 /** Build a generation (container, kernel, applied plugins) without starting anything. */
-async function buildGeneration(config: ResolvedConfig, logger: Logger): Promise<Generation> {
+async function buildGeneration(config: ResolvedConfig, logger: Logger, metrics: Metrics | undefined): Promise<Generation> {
   // safeLogging is enforced by the logger itself (src/logger.ts): a logger socksmith did not make
   // cannot scrub, so it is refused rather than leaking destinations.
   if (config.log.safeLogging && !canScrub(logger)) {
     throw new ConfigError('log.safeLogging', 'needs a logger made by createLogger() (the scrub lives in it); this one is not');
   }
   // The plugins' and the upstream module's problems are reported together.
-  const [pluginsResult, containerResult] = await Promise.allSettled([loadPlugins(config), createContainer(config, logger)]);
+  const [pluginsResult, containerResult] = await Promise.allSettled([loadPlugins(config), createContainer(config, logger, undefined, metrics)]);
   const failed = [pluginsResult, containerResult].filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
   if (failed.length > 0) {
     if (failed.every((e) => e instanceof ConfigError)) throw ConfigError.all(failed as ConfigError[]);
@@ -160,8 +161,7 @@ async function buildGeneration(config: ResolvedConfig, logger: Logger): Promise<
   }
   const loaded = (pluginsResult as PromiseFulfilledResult<Awaited<ReturnType<typeof loadPlugins>>>).value;
   const container = (containerResult as PromiseFulfilledResult<DependencyContainer>).value;
-  const kernel = resolveToken(container, Tokens.Kernel);
-  const plugins = applyPlugins(container, kernel, loaded);
+  const { kernel, plugins } = applyPlugins(container, loaded);
   return { container, kernel, config, plugins };
 }
 
@@ -198,10 +198,10 @@ export class SocksmithProxy {
   private constructor(
     generation: Generation,
     private readonly logger: Logger,
+    metrics: Metrics | undefined,
   ) {
     this.current = generation;
-    // Counts only connections on this proxy's own listeners (the channels are process-wide).
-    this.metrics = generation.config.metrics ? new Metrics({ listeners: () => this.addresses }) : undefined;
+    this.metrics = metrics;
   }
 
   /** The DI container of the current configuration. */
@@ -219,15 +219,36 @@ export class SocksmithProxy {
     return this.current.config;
   }
 
+  /**
+   * Open client connections of every generation: the current configuration's and those a reload
+   * replaced that are still finishing (the kernel's own `connectionCount` counts only its own).
+   */
+  get connectionCount(): number {
+    let n = this.current.kernel.connectionCount;
+    for (const g of this.retired) n += g.kernel.connectionCount;
+    return n;
+  }
+
   /** Build a proxy from a resolved config or a raw config object (validated here). Does not listen yet. */
   static async create(config: ResolvedConfig | SocksmithConfig | ConfigInput, options: CreateProxyOptions = {}): Promise<SocksmithProxy> {
     primeAllocator();
     const cwd = options.cwd ?? process.cwd();
     const resolved = isResolved(config) ? config : resolveConfig(config, { file: undefined, dir: cwd });
     const logger = options.logger ?? createLogger(resolved.log.level);
-    const g = await buildGeneration(resolved, logger);
+    // Created before the generation, so plugins can inject it (Tokens.Metrics). It counts only
+    // connections on this proxy's own listeners (the channels are process-wide).
+    let proxy: SocksmithProxy | undefined;
+    const metrics = resolved.metrics ? new Metrics({ listeners: () => proxy?.addresses ?? [] }) : undefined;
+    let g: Generation;
+    try {
+      g = await buildGeneration(resolved, logger, metrics);
+    } catch (err) {
+      metrics?.close();
+      throw err;
+    }
     setSafeLogging(logger, resolved.log.safeLogging);
-    return new SocksmithProxy(g, logger);
+    proxy = new SocksmithProxy(g, logger, metrics);
+    return proxy;
   }
 
   /**
@@ -273,6 +294,7 @@ export class SocksmithProxy {
    */
   async check(): Promise<ListenerProbe[]> {
     SocksmithProxy.checkOpenProxy(this.current);
+    this.current.kernel.seal();
     await startPlugins(this.current.plugins, this.current.config.timeouts.pluginStart);
     const out: ListenerProbe[] = [];
     for (const [index, l] of this.current.config.listen.entries()) out.push({ index, address: l.path !== undefined ? `unix:${l.path}` : formatHostPort(l.host!, l.port!), problem: await probeListener(l) });
@@ -282,6 +304,8 @@ export class SocksmithProxy {
   /** Start plugins and bind every listener. Resolves with the bound addresses (real ports). */
   async listen(): Promise<ListenerInfo[]> {
     SocksmithProxy.checkOpenProxy(this.current);
+    // The interceptor chains are composed now, before any plugin starts or any client connects.
+    this.current.kernel.seal();
     try {
       await startPlugins(this.current.plugins, this.current.config.timeouts.pluginStart);
       for (const [index, l] of this.current.config.listen.entries()) {
@@ -352,9 +376,15 @@ export class SocksmithProxy {
    */
   async reload(config: ResolvedConfig): Promise<ListenerInfo[]> {
     if (this.closing) throw new SocksmithError('SOCKSMITH_ERR_LISTEN', 'cannot reload: the proxy is closing');
-    const next = await buildGeneration(config, this.logger);
+    const next = await buildGeneration(config, this.logger, this.metrics);
+    // The connections the old configuration still serves count against the new one's limits.
+    next.kernel.shareBudget(this.current.kernel);
+    // So do the lookups it still waits for (resolver.maxPending, maxPendingPerClient), when both
+    // configurations use the built-in resolver (a plugin's own resolver keeps its own counts).
+    if (next.kernel.resolver instanceof DnsResolver && this.current.kernel.resolver instanceof DnsResolver) next.kernel.resolver.shareBudget(this.current.kernel.resolver);
     try {
       SocksmithProxy.checkOpenProxy(next);
+      next.kernel.seal();
       await startPlugins(next.plugins, config.timeouts.pluginStart);
     } catch (err) {
       await closeGeneration(next, this.logger);

@@ -20,21 +20,30 @@
 import fs from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { inject, injectable } from 'tsyringe';
-import type { ResolvedConfig } from '../../src/config/types.js';
-import { Tokens } from '../../src/di/tokens.js';
-import { ConfigError, errorMessage } from '../../src/errors.js';
-import { clientKey } from '../../src/kernel/client-key.js';
-import type { ConnectionContext, Credentials } from '../../src/kernel/context.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import type { Logger } from '../../src/logger.js';
-import { Method, Rep } from '../../src/protocol/constants.js';
+import {
+  clientKey,
+  ConfigError,
+  errorMessage,
+  inject,
+  injectable,
+  Method,
+  Rep,
+  Stage,
+  Tokens,
+  type ConnectionContext,
+  type Credentials,
+  type PluginApi,
+  type ServiceRegistry,
+  type Logger,
+  type ResolvedConfig,
+  type SocksmithPlugin,
+} from 'socksmith';
 import { AuthOptionsSchema, type AuthOptions } from './schema.js';
 import { DEFAULT_SCRYPT_PARAMS, type UsersFileProblem, type UsersTable, parseUsersFile, socks4User, verifyUser } from './users-file.js';
 
 export type { AuthOptions } from './schema.js';
+/** The `socksmith passwd` command (the CLI loads it from here, by this plugin's specifier). */
+export { runPasswd, type PasswdOptions } from './passwd.js';
 export {
   hashPassword,
   verifyPassword,
@@ -193,6 +202,17 @@ export class FairTurnQueue {
   }
 }
 
+/**
+ * The scrypt queue of the process: every `auth` plugin instance uses this one. The turns it hands
+ * out are libuv thread-pool threads, which are the process's, and a SIGHUP reload builds a new
+ * plugin instance while the old one still checks the logins its connections started: with one
+ * queue each, both would hash at once (twice {@link MAX_CONCURRENT_VERIFY}) and a client would
+ * get a fresh {@link MAX_LOGINS_PER_CLIENT} in the new one. Both limits are constants, so no
+ * reload changes them. (Two proxies embedded in one process share it too, as they share the
+ * thread pool.)
+ */
+const HASHING_QUEUE = new FairTurnQueue(MAX_CONCURRENT_VERIFY, MAX_LOGINS_PER_CLIENT);
+
 /** Username/password authentication against a users file. */
 @injectable()
 export class AuthPlugin implements SocksmithPlugin {
@@ -207,7 +227,8 @@ export class AuthPlugin implements SocksmithPlugin {
   private table: UsersTable | undefined;
   /** Connections this plugin accepted; `onRequest` refuses the others. */
   private readonly accepted = new WeakSet<ConnectionContext>();
-  private readonly queue = new FairTurnQueue(MAX_CONCURRENT_VERIFY, MAX_LOGINS_PER_CLIENT);
+  /** The process's one scrypt queue ({@link HASHING_QUEUE}), shared with the configurations a reload replaced. */
+  private readonly queue = HASHING_QUEUE;
   private watcher: fs.FSWatcher | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
@@ -243,13 +264,24 @@ export class AuthPlugin implements SocksmithPlugin {
     return true;
   }
 
-  apply(kernel: Kernel): void {
+  /** Supplies `Tokens.UsersStore`: this plugin's users file, for plugins that check credentials of their own. */
+  provision(services: ServiceRegistry): void {
+    const plugin = this;
+    services.provide(Tokens.UsersStore, {
+      verify: (user: Buffer, pass: Buffer, conn: ConnectionContext) => plugin.check(conn, { source: 'rfc1929', username: user, password: pass }),
+      get size() {
+        return plugin.userCount;
+      },
+    });
+  }
+
+  apply(api: PluginApi): void {
     // Read once, synchronously, here rather than in start(): a missing or broken users file is a
     // config error (exit 78, also under --check, which builds the proxy but never starts it),
     // not a start failure.
     this.loadInitial();
 
-    kernel.hooks.onGreeting.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async ({ conn, firstByte, methods }) => {
+    api.hooks.onGreeting.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async ({ conn, firstByte, methods }) => {
       if (firstByte !== 0x05) return undefined; // SOCKS4 is answered in onAuth (5B); HTTP is http-detect's
       if (methods.includes(Method.USERPASS)) return { method: Method.USERPASS };
       conn.log.info({ methods }, 'auth: client does not offer username/password, refused');
@@ -258,7 +290,7 @@ export class AuthPlugin implements SocksmithPlugin {
 
     // Success returns undefined, not { accept: true }: the credentials are good, and any later
     // onAuth tap may still refuse the client for reasons of its own.
-    kernel.hooks.onAuth.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async ({ conn, credentials }) => {
+    api.hooks.onAuth.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async ({ conn, credentials }) => {
       if (await this.check(conn, credentials)) {
         this.accepted.add(conn);
         return undefined;
@@ -269,7 +301,7 @@ export class AuthPlugin implements SocksmithPlugin {
     // Defence in depth: a stream reaches its request only after this plugin accepted it. This
     // catches any path that skipped onAuth (http-detect runs it for every CONNECT, header or
     // not) and any where an earlier tap chose method 00.
-    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async (conn) => {
+    api.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.AUTH }, async (conn) => {
       if (this.accepted.has(conn)) return undefined;
       conn.log.info({ protocol: conn.protocol }, 'auth: request without authentication refused');
       return { rep: Rep.NOT_ALLOWED };
@@ -529,6 +561,13 @@ export class AuthPlugin implements SocksmithPlugin {
 /** What identifies one version of the file without reading it. */
 function signatureOf(st: fs.Stats): string {
   return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { auth: … } })`. */
+  interface PluginOptionsMap {
+    auth: AuthOptions;
+  }
 }
 
 export default AuthPlugin;

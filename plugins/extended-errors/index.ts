@@ -4,8 +4,10 @@
  * On: codes F0–F7 an upstream returns (Tor with ExtendedErrors) reach the client unchanged; a
  * `.onion` name that is not a valid v3 address gets F6 at once, contacting nothing; a valid one
  * with the direct upstream (which can never reach it, and never sends it to DNS) gets F0.
- * Off (the default): the kernel collapses F0–F7 to RFC 1928 codes (`EXTENDED_TO_RFC1928`), and a
- * valid `.onion` with the direct upstream gets 04.
+ * How: for CONNECT it sets the stream key `WideReplyCodes` in `onRequest` (stage POLICY, where
+ * it always ran); the kernel narrows reply codes above 08 after `onReply` unless that key is true.
+ * Off (the default): nothing sets it, so the kernel narrows F0–F7 to RFC 1928 codes
+ * (`collapseRep`, `EXTENDED_TO_RFC1928`), and a valid `.onion` with the direct upstream gets 04.
  * The v3 address check itself is the kernel's (issue #10): an invalid `.onion` CONNECT never
  * reaches any upstream, plugin on or off; this plugin only decides that the client sees F6
  * rather than 01.
@@ -13,14 +15,19 @@
  * @packageDocumentation
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { Command, Rep } from '../../src/protocol/constants.js';
-import { isOnionName } from '../../src/protocol/names.js';
-import { onionProblem } from '../../src/protocol/onion.js';
+import {
+  Command,
+  inject,
+  injectable,
+  isOnionName,
+  onionProblem,
+  Rep,
+  Stage,
+  Tokens,
+  WideReplyCodes,
+  type PluginApi,
+  type SocksmithPlugin,
+} from 'socksmith';
 
 const PLUGIN_NAME = 'extended-errors';
 
@@ -46,12 +53,12 @@ export class ExtendedErrorsPlugin implements SocksmithPlugin {
 
   constructor(@inject(Tokens.PluginOptions) private readonly options: ExtendedErrorsOptions) {}
 
-  apply(kernel: Kernel): void {
-    const direct = kernel.config.upstream.type === 'direct';
+  apply(api: PluginApi): void {
+    const direct = api.config.upstream.type === 'direct';
     // Synchronous decision: a sync tap costs no promise per request.
-    kernel.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.POLICY }, (conn, request) => {
+    api.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.POLICY }, (conn, request) => {
       if (request.command !== Command.CONNECT) return undefined;
-      conn.extendedErrors = true;
+      conn.set(WideReplyCodes, true);
       const dest = conn.destination ?? request.destination;
       if (dest.kind !== 'domain' || !isOnionName(dest.host)) return undefined;
       if (this.options.validateOnion) {
@@ -65,6 +72,13 @@ export class ExtendedErrorsPlugin implements SocksmithPlugin {
       if (direct) return { rep: Rep.ONION_DESC_NOT_FOUND };
       return undefined;
     });
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { 'extended-errors': … } })`. */
+  interface PluginOptionsMap {
+    'extended-errors': ExtendedErrorsOptions;
   }
 }
 

@@ -4,4 +4,4 @@
  * Re-exported here for code that imported it from the plugin.
  * @packageDocumentation
  */
-export { base32Decode, isValidOnion, onionAddressFromKey, onionProblem } from '../../src/protocol/onion.js';
+export { base32Decode, isValidOnion, onionAddressFromKey, onionProblem } from 'socksmith';

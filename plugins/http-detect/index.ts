@@ -13,14 +13,17 @@
  * @packageDocumentation
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import type { Takeover } from '../../src/kernel/hooks.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { classifyHost } from '../../src/protocol/address.js';
-import { Command } from '../../src/protocol/constants.js';
+import {
+  classifyHost,
+  Command,
+  inject,
+  injectable,
+  Stage,
+  Tokens,
+  type PluginApi,
+  type SocksmithPlugin,
+  type Takeover,
+} from 'socksmith';
 import { encodeTunnelReply, httpResponse, notAnHttpProxyHtml, notAnHttpProxyResponse } from './page.js';
 import { parseAuthority, parseRequestHead } from './request.js';
 
@@ -58,10 +61,10 @@ export class HttpDetectPlugin implements SocksmithPlugin {
     this.page = notAnHttpProxyResponse(options.mode === 'tunnel');
   }
 
-  apply(kernel: Kernel): void {
+  apply(api: PluginApi): void {
     const tunnel = this.options.mode === 'tunnel';
     // Synchronous decision: a sync tap costs no promise per connection.
-    kernel.hooks.onGreeting.tap({ name: PLUGIN_NAME, stage: Stage.DEFAULT }, ({ firstByte }) => {
+    api.hooks.onGreeting.tap({ name: PLUGIN_NAME, stage: Stage.DEFAULT }, ({ firstByte }) => {
       if (!HTTP_FIRST_BYTES.has(firstByte)) return undefined;
       if (!tunnel) return { takeover: (t: Takeover) => this.servePage(t) };
       return { takeover: (t: Takeover) => this.serveTunnel(t) };
@@ -82,6 +85,14 @@ export class HttpDetectPlugin implements SocksmithPlugin {
         buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
         step();
       };
+      // The client ended (FIN) before its head was complete: no request can come any more. The
+      // client socket is half-open (allowHalfOpen), so without this the connection, and its file
+      // descriptor, stayed until timeouts.handshake.
+      const onEnd = () => {
+        t.socket.removeListener('data', onData);
+        t.finish();
+        resolve();
+      };
       const step = () => {
         const r = parseRequestHead(buf);
         if (r.status === 'need-more') return;
@@ -89,6 +100,7 @@ export class HttpDetectPlugin implements SocksmithPlugin {
         // must not be emitted to nobody while authentication runs.
         t.socket.pause();
         t.socket.removeListener('data', onData);
+        t.socket.removeListener('end', onEnd);
         if (r.status === 'error') {
           t.finish(httpResponse(r.code, r.code === 431 ? 'Request Header Fields Too Large' : 'Bad Request', `${r.message}\n`, 'text/plain; charset=utf-8'));
           return resolve();
@@ -131,9 +143,17 @@ export class HttpDetectPlugin implements SocksmithPlugin {
         run().then(resolve, reject);
       };
       t.socket.on('data', onData);
+      t.socket.once('end', onEnd);
       t.socket.resume(); // the kernel hands the socket over paused
       step();
     });
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { 'http-detect': … } })`. */
+  interface PluginOptionsMap {
+    'http-detect': HttpDetectOptions;
   }
 }
 

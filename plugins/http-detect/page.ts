@@ -3,7 +3,7 @@
  * tunnel's status lines. Pure functions.
  * @packageDocumentation
  */
-import { Rep, repName } from '../../src/protocol/constants.js';
+import { Rep, repName } from 'socksmith';
 
 /** Body of the page a browser gets when it uses this port as an HTTP proxy. */
 export function notAnHttpProxyHtml(tunnelMode: boolean): string {

@@ -1,45 +1,45 @@
 /**
  * `isolation`: Tor's stream isolation. Computes an isolation key for every stream from the
- * SocksPort isolation flags, exposes it as `conn.isolationKey` (the resolver partitions its cache
- * by it), chooses SOCKS5 method 02 the way Tor does so clients send their credentials, and gives a
- * socks5 upstream per-key credentials so an upstream Tor (IsolateSOCKSAuth) separates circuits.
+ * SocksPort isolation flags, exposes it as the stream key {@link IsolationKey} (and as the
+ * stream's `ResolverPartition`, so the resolver partitions its cache by it), chooses SOCKS5 method
+ * 02 the way Tor does so clients send their credentials, and gives a socks5 upstream per-key
+ * credentials (`UpstreamAuth`) so an upstream Tor (IsolateSOCKSAuth) separates circuits.
  *
  * The key is a keyed hash (HMAC-SHA-256 with a per-process secret) of the enabled fields, so
  * neither the key nor the derived credentials reveal the client's address or credentials. With
- * `workers` > 1 the cluster primary hands every worker the same secret ({@link setProcessSecret}),
- * so a client gets the same key whichever worker accepts it.
+ * `workers` > 1 the cluster primary hands every worker the same secret (the process secret,
+ * `Tokens.SecretStore`, which the worker seeds), so a client gets the same key whichever worker accepts it.
  * @packageDocumentation
  */
-import { createHmac, randomBytes } from 'node:crypto';
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import type { ConnectionContext } from '../../src/kernel/context.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { Method } from '../../src/protocol/constants.js';
+import { createHmac } from 'node:crypto';
+import {
+  declareKey,
+  inject,
+  injectable,
+  Method,
+  ResolverPartition,
+  Stage,
+  Tokens,
+  UpstreamAuth,
+  type ConnectionContext,
+  type PluginApi,
+  type SecretStore,
+  type SocksmithPlugin,
+  type StreamKey,
+  type UpstreamCredentials,
+} from 'socksmith';
 import { IsolationOptionsSchema, type IsolationOptions } from './schema.js';
+
+export type { IsolationOptions } from './schema.js';
 
 const PLUGIN_NAME = 'isolation';
 
-/** The secret used when `options.secret` is not set: one per process, created on first use. */
-let processSecret: Buffer | undefined;
-
 /**
- * Set the secret the plugin uses when its options name none, for every instance constructed
- * afterwards (reloads included). A cluster worker calls it with the primary's secret before it
- * builds its proxy, so that all workers derive the same keys. At least 16 bytes.
+ * The stream's isolation key (32 hex characters), set by this plugin for every request; streams
+ * with different keys must not share state. Hashed on first read. Other plugins read it with
+ * `conn.get(IsolationKey)` (`import { IsolationKey } from 'socksmith/plugins/isolation'`).
  */
-export function setProcessSecret(secret: Uint8Array): void {
-  if (secret.length < 16) throw new RangeError('the isolation secret must have at least 16 bytes');
-  processSecret = Buffer.from(secret);
-}
-
-/** The per-process default secret: the one set by {@link setProcessSecret}, else 32 random bytes (kept for the process's life). */
-function defaultSecret(): Buffer {
-  processSecret ??= randomBytes(32);
-  return processSecret;
-}
+export const IsolationKey: StreamKey<string> = declareKey<string>('isolation.key');
 
 /** The fields that make up a stream's isolation key, before hashing (for tests and docs). */
 export function isolationFields(conn: ConnectionContext, o: IsolationOptions): Buffer[] {
@@ -73,10 +73,24 @@ export class IsolationPlugin implements SocksmithPlugin {
 
   private readonly secret: Buffer;
 
-  constructor(@inject(Tokens.PluginOptions) private readonly options: IsolationOptions) {
+  constructor(
+    @inject(Tokens.PluginOptions) private readonly options: IsolationOptions,
+    @inject(Tokens.SecretStore) secrets: SecretStore,
+  ) {
     // One default secret per process, not per instance: a reload (a new instance) keeps the keys.
-    this.secret = options.secret ? Buffer.from(options.secret, 'utf8') : defaultSecret();
+    this.secret = options.secret ? Buffer.from(options.secret, 'utf8') : secrets.processSecret();
+    // Bound once here: setLazy stores these functions, so a stream costs no closure.
+    this.computeKey = (conn) => this.keyFor(conn);
+    this.partitionOf = (conn) => conn.get(IsolationKey)!;
+    this.credentialsOf = (conn) => {
+      const key = conn.get(IsolationKey)!;
+      return { username: `socksmith-${key.slice(0, 16)}`, password: key.slice(16) };
+    };
   }
+
+  private readonly computeKey: (conn: ConnectionContext) => string;
+  private readonly partitionOf: (conn: ConnectionContext) => string;
+  private readonly credentialsOf: (conn: ConnectionContext) => UpstreamCredentials;
 
   /** The isolation key of `conn`: 32 hex characters of HMAC-SHA-256 over its length-prefixed fields. */
   keyFor(conn: ConnectionContext): string {
@@ -89,27 +103,33 @@ export class IsolationPlugin implements SocksmithPlugin {
     return h.digest('hex').slice(0, 32);
   }
 
-  apply(kernel: Kernel): void {
+  apply(api: PluginApi): void {
     const o = this.options;
     const preferNoAuth = o.PreferSOCKSNoAuth || !o.IsolateSOCKSAuth;
     // Synchronous decisions: sync taps cost no promise per connection.
-    kernel.hooks.onGreeting.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, ({ firstByte, methods }) => {
+    api.hooks.onGreeting.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, ({ firstByte, methods }) => {
       if (firstByte !== 0x05 || !methods.includes(Method.USERPASS)) return undefined;
       // Tor: 02 if offered, unless 00 is offered too and no-auth is preferred.
       if (methods.includes(Method.NO_AUTH) && preferNoAuth) return { method: Method.NO_AUTH };
       return { method: Method.USERPASS };
     });
 
-    const up = kernel.config.upstream;
+    const up = api.config.upstream;
     const derive = o.upstreamCredentials === true || (o.upstreamCredentials === 'auto' && !(up.type === 'socks5' && (up.username !== undefined || up.password !== undefined)));
-    kernel.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, (conn) => {
-      // Hashed on first read: a direct upstream to an IP address never reads it.
-      conn.deferIsolation(() => {
-        const key = this.keyFor(conn);
-        return derive ? { key, upstreamCredentials: { username: `socksmith-${key.slice(0, 16)}`, password: key.slice(16) } } : { key };
-      });
+    api.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, (conn) => {
+      // Hashed on first read (at most once): a direct upstream to an IP address never reads it.
+      conn.setLazy(IsolationKey, this.computeKey);
+      conn.setLazy(ResolverPartition, this.partitionOf);
+      if (derive) conn.setLazy(UpstreamAuth, this.credentialsOf);
       return undefined;
     });
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { isolation: … } })`. */
+  interface PluginOptionsMap {
+    isolation: IsolationOptions;
   }
 }
 

@@ -2,8 +2,10 @@
  * `optimistic-data`: forward bytes a client sends after its request without waiting for the
  * upstream to confirm the connection (Tor's optimistic data, socks-extensions §"Optimistic data").
  *
- * The mechanism lives in the kernel and the upstreams (EarlyData; `ConnectOptions.early`): this
- * plugin switches it on per stream by setting `conn.optimisticData`. With the socks5 upstream the
+ * The kernel always holds the bytes a client sends behind its request (`EarlyData`, bounded by
+ * `limits.earlyData`) and hands them to the upstream dispatch as `options.held`. This plugin is an
+ * interceptor on that dispatch: for CONNECT it passes them on as `options.early`, which lets the
+ * upstream send them before it confirms (`early.attach(socket)`). With the socks5 upstream the
  * early bytes go out in the same write as the upstream request when it is configured with
  * `pipelining: true` (after the method and RFC 1929 replies), saving one upstream round trip;
  * with the direct upstream they leave the moment TCP connects. Off: held until the upstream confirms, then flushed. Never lost while the stream
@@ -11,12 +13,7 @@
  * @packageDocumentation
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { Command } from '../../src/protocol/constants.js';
+import { Command, inject, injectable, Stage, Tokens, type Dispatch, type PluginApi, type SocksmithPlugin } from 'socksmith';
 
 const PLUGIN_NAME = 'optimistic-data';
 
@@ -25,6 +22,14 @@ export const OptimisticDataOptionsSchema = Type.Object({}, { additionalPropertie
 
 /** Options after defaults. */
 export type OptimisticDataOptions = Static<typeof OptimisticDataOptionsSchema>;
+
+/** Grants early sending: for CONNECT, the held bytes become `early` (unless an outer interceptor already chose). */
+export function optimisticData(next: Dispatch): Dispatch {
+  return (destination, conn, o) =>
+    o.command === Command.CONNECT && o.early === undefined && o.held !== undefined
+      ? next(destination, conn, { command: o.command, signal: o.signal, early: o.held, held: o.held })
+      : next(destination, conn, o);
+}
 
 /** Switches optimistic data on for CONNECT streams. */
 @injectable()
@@ -37,12 +42,16 @@ export class OptimisticDataPlugin implements SocksmithPlugin {
 
   constructor(@inject(Tokens.PluginOptions) readonly options: OptimisticDataOptions) {}
 
-  apply(kernel: Kernel): void {
-    // Synchronous: a sync tap costs no promise per request.
-    kernel.hooks.onRequest.tap({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, (conn, request) => {
-      if (request.command === Command.CONNECT) conn.optimisticData = true;
-      return undefined;
-    });
+  apply(api: PluginApi): void {
+    // Composed once when the proxy starts: one call and one options object per CONNECT, no tap per request.
+    api.dispatch.intercept({ name: PLUGIN_NAME, stage: Stage.CLASSIFY }, optimisticData);
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { 'optimistic-data': … } })`. */
+  interface PluginOptionsMap {
+    'optimistic-data': OptimisticDataOptions;
   }
 }
 

@@ -22,6 +22,7 @@
  * @packageDocumentation
  */
 import ipaddr from 'ipaddr.js';
+import { parseIPv6 } from 'socksmith';
 
 /** What a rule does with what it matches. */
 export type PolicyAction = 'accept' | 'reject';
@@ -129,7 +130,7 @@ function parseAddress(addr: string, mask: string | undefined, v6: boolean): { fa
     return { family: 4, networks: [Object.freeze([ip, bits]) as Network] };
   }
   if (addr.includes('%') || !ipaddr.IPv6.isValid(addr)) return `bad IPv6 address "[${addr}]"`;
-  const ip = ipaddr.IPv6.parse(addr);
+  const ip = parseIPv6(addr);
   let bits = 128;
   if (mask !== undefined) {
     if (!/^\d{1,3}$/.test(mask)) return `bad mask "/${mask}": an IPv6 mask is a bit count`;
@@ -230,8 +231,52 @@ export function parseIp(address: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined 
   const bare = address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address;
   if (ipaddr.IPv4.isValidFourPartDecimal(bare)) return ipaddr.IPv4.parse(bare);
   if (!bare.includes(':') || bare.includes('%') || !ipaddr.IPv6.isValid(bare)) return undefined;
-  const v6 = ipaddr.IPv6.parse(bare);
+  const v6 = parseIPv6(bare);
   return v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6;
+}
+
+/** RFC 6052 well-known NAT64 prefix: the IPv4 address is the last 32 bits. */
+const NAT64_WKP: Network = Object.freeze(ipaddr.parseCIDR('64:ff9b::/96')) as Network;
+/** RFC 8215 local-use NAT64 prefix: where the IPv4 address sits is a local choice (RFC 6052 §2.2). */
+const NAT64_LOCAL: Network = Object.freeze(ipaddr.parseCIDR('64:ff9b:1::/48')) as Network;
+
+/**
+ * A client address as the client ACL matches it: {@link parseIp} (IPv4-mapped IPv6 unmapped), and
+ * an address in the NAT64 well-known prefix `64:ff9b::/96` (RFC 6052) read as the IPv4 address
+ * in its last 32 bits, the client a NAT64/SIIT translator stands for. Without it a public IPv4
+ * client would arrive inside Tor's `private` (`[::]/8`). Destinations are not translated
+ * ({@link checkPolicy}): `[::]/8` keeps every NAT64 destination inside `private`.
+ */
+export function parseClientIp(address: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
+  const ip = parseIp(address);
+  if (ip?.kind() === 'ipv6' && (ip as ipaddr.IPv6).match(NAT64_WKP[0] as ipaddr.IPv6, NAT64_WKP[1])) {
+    const b = ip.toByteArray();
+    return new ipaddr.IPv4(b.slice(12));
+  }
+  return ip;
+}
+
+/** True when `ip` is in the RFC 8215 local-use NAT64 prefix `64:ff9b:1::/48`. */
+function inNat64Local(ip: ipaddr.IPv4 | ipaddr.IPv6): boolean {
+  return ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).match(NAT64_LOCAL[0] as ipaddr.IPv6, NAT64_LOCAL[1]);
+}
+
+/**
+ * The client ACL's first-match walk ({@link checkPolicy} with ports ignored) on
+ * {@link parseClientIp}'s address, with one difference: `private` does not match a client in the
+ * RFC 8215 local-use NAT64 prefix `64:ff9b:1::/48`. The IPv4 address such a client stands for
+ * cannot be read (its position is a local choice), and it is as likely public as not, so it is
+ * not counted as private; a rule naming that prefix (`accept [64:ff9b:1::]/48`) still matches it.
+ */
+export function checkClientPolicy(rules: readonly PolicyRule[], address: string): PolicyVerdict {
+  const ip = parseClientIp(address);
+  if (!ip) return { action: 'reject', rule: undefined };
+  const local = inNat64Local(ip);
+  for (const rule of rules) {
+    if (local && rule.networks === PRIVATE) continue;
+    if (ruleMatchesAddress(rule, ip)) return { action: rule.action, rule };
+  }
+  return { action: 'accept', rule: undefined };
 }
 
 /** True when `ip` is in one of `networks` (same family only). */
@@ -357,7 +402,8 @@ function formatAddressNumber(family: 4 | 6, v: bigint): string {
  * the set of public addresses not yet decided: an `accept` that meets it admits the public; a
  * `reject` removes what it matches; what is left at the end is accepted (no rule matched).
  * Returns the lowest public address admitted, as an example, or `undefined` when only loopback
- * and private clients can get in.
+ * and private clients can get in. Clients are seen as {@link checkClientPolicy} sees them: NAT64
+ * `64:ff9b::/96` ones as IPv4, `64:ff9b:1::/48` ones as public IPv6 that `private` does not match.
  */
 export function admittedPublicAddress(rules: readonly PolicyRule[]): string | undefined {
   let open: Record<4 | 6, Span[]> = { 4: [[0n, (1n << 32n) - 1n]], 6: [[0n, (1n << 128n) - 1n]] };
@@ -365,8 +411,14 @@ export function admittedPublicAddress(rules: readonly PolicyRule[]): string | un
     const { family, span } = spanOf(n);
     open[family] = subtract(open[family], span);
   }
+  // As checkClientPolicy matches: 64:ff9b::/96 clients are IPv4 ones (already in open[4], and inside
+  // [::]/8 so out of open[6]); 64:ff9b:1::/48 clients are public and `private` does not match them.
+  const local = spanOf(NAT64_LOCAL).span;
+  open[6] = [...subtract(open[6], local), local].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
   for (const rule of rules) {
-    for (const { family, span } of spansOf(rule)) {
+    const spans = spansOf(rule);
+    const ruleSpans = rule.networks === PRIVATE ? spans.flatMap((x) => (x.family === 6 ? subtract([x.span], local).map((span) => ({ family: 6 as const, span })) : [x])) : spans;
+    for (const { family, span } of ruleSpans) {
       if (rule.action === 'accept') {
         const hit = firstCommon(open[family], span);
         if (hit !== undefined) return formatAddressNumber(family, hit);

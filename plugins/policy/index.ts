@@ -18,19 +18,29 @@
  * @packageDocumentation
  */
 import type ipaddr from 'ipaddr.js';
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import { ConfigError, ResolveError } from '../../src/errors.js';
-import type { ConnectionContext } from '../../src/kernel/context.js';
-import type { ResolveQuery, ResolvedAddress } from '../../src/kernel/hooks.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { formatAddress } from '../../src/protocol/address.js';
-import type { SocksRequest } from '../../src/protocol/codec.js';
-import { Command, Rep } from '../../src/protocol/constants.js';
-import { isOnionName } from '../../src/protocol/names.js';
-import { type PolicyRule, admittedPublicAddress, canReject, checkPolicy, isPrivateAddress, parseIp, parsePolicy } from './exit-policy.js';
+import {
+  Command,
+  ConfigError,
+  formatAddress,
+  inject,
+  injectable,
+  isOnionName,
+  Rep,
+  ResolveError,
+  Stage,
+  Tokens,
+  type ConnectionContext,
+  type PluginApi,
+  type ServiceRegistry,
+  type SocksAddress,
+  type ResolvedAddress,
+  type Resolve,
+  type ResolveAnswer,
+  type ResolveQuery,
+  type SocksmithPlugin,
+  type SocksRequest,
+} from 'socksmith';
+import { type PolicyRule, admittedPublicAddress, canReject, checkClientPolicy, checkPolicy, isPrivateAddress, parseIp, parsePolicy } from './exit-policy.js';
 import { PolicyOptionsSchema, type PolicyOptions } from './schema.js';
 
 export type { PolicyOptions } from './schema.js';
@@ -113,19 +123,44 @@ export class PolicyPlugin implements SocksmithPlugin {
     return { key: `plugins.${PLUGIN_NAME}.clients`, reason: `admits clients outside loopback and private networks (e.g. ${example})` };
   }
 
-  apply(kernel: Kernel): void {
+  /**
+   * Supplies `Tokens.DestinationCheck`: may this stream reach `address` outside its CONNECT (a BIND
+   * peer, a datagram's target)? The address checks of a CONNECT: NoOnionTraffic, NoDNSRequest for
+   * a name, the families, RejectPlaintextPorts, and the destination policy for an IP literal.
+   */
+  provision(services: ServiceRegistry): void {
+    services.provide(Tokens.DestinationCheck, (_conn: ConnectionContext, address: SocksAddress) => this.checkAddress(address));
+  }
+
+  /** The destination checks that depend only on the address (see {@link provision}). */
+  checkAddress(address: SocksAddress): { rep: number; reason: string } | undefined {
+    const ip = parseIp(address.host);
+    if (!ip) {
+      if (isOnionName(address.host)) return this.allow.onion ? undefined : { rep: Rep.NOT_ALLOWED, reason: 'NoOnionTraffic' };
+      return this.allow.dns ? undefined : { rep: Rep.NOT_ALLOWED, reason: 'NoDNSRequest' };
+    }
+    if (ip.kind() === 'ipv4' ? !this.allow.ipv4 : !this.allow.ipv6) return { rep: Rep.NOT_ALLOWED, reason: ip.kind() === 'ipv4' ? 'NoIPv4Traffic' : 'IPv6Traffic: false' };
+    if (this.rejectPorts.has(address.port)) return { rep: Rep.NOT_ALLOWED, reason: 'RejectPlaintextPorts' };
+    if (this.destinations.length > 0) {
+      const verdict = checkPolicy(this.destinations, ip, address.port);
+      if (verdict.action === 'reject') return { rep: Rep.NOT_ALLOWED, reason: `destinations${verdict.rule ? `: ${verdict.rule.text}` : ''}` };
+    }
+    return undefined;
+  }
+
+  apply(api: PluginApi): void {
     if (this.clients.length > 0) {
       if (!canReject(this.clients)) {
-        kernel.logger.warn(
+        api.logger.warn(
           { plugin: PLUGIN_NAME },
           'policy: no rule in "clients" can refuse anyone (a client no rule matches is accepted); end the list with "reject *" to admit only the listed clients',
         );
       }
-      kernel.hooks.onAccept.tap({ name: PLUGIN_NAME, stage: Stage.ACCESS }, (conn) => this.admit(conn));
+      api.hooks.onAccept.tap({ name: PLUGIN_NAME, stage: Stage.ACCESS }, (conn) => this.admit(conn));
     }
 
     // Before extended-errors (same stage): a refusal by policy outranks its onion answers.
-    kernel.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.POLICY, before: 'extended-errors' }, async (conn, request) => {
+    api.hooks.onRequest.tapPromise({ name: PLUGIN_NAME, stage: Stage.POLICY, before: 'extended-errors' }, async (conn, request) => {
       const refusal = this.check(conn, request);
       if (!refusal) return undefined;
       const dest = conn.destination ?? request.destination;
@@ -137,14 +172,15 @@ export class PolicyPlugin implements SocksmithPlugin {
     const o = this.options;
     const filtersFamilies = !this.allow.ipv4 || !this.allow.ipv6 || o.PreferIPv6;
     if (this.destinations.length > 0 || filtersFamilies || o.ClientDNSRejectInternalAddresses) {
-      kernel.hooks.onResolve.tapPromise({ name: PLUGIN_NAME, stage: Stage.POLICY }, (query) => this.resolve(kernel, query));
+      // An interceptor, not an onResolve tap: it filters whatever answered (any onResolve tap, or the resolver).
+      api.resolution.intercept({ name: PLUGIN_NAME, stage: Stage.POLICY }, (next) => (query) => this.resolve(api, query, next));
     }
   }
 
   /** `onAccept`: `false` closes a client the ACL refuses. Unix-socket clients have no address and pass (Tor). */
   private admit(conn: ConnectionContext): false | undefined {
     if (conn.clientFamily === 'unix') return undefined;
-    const verdict = checkPolicy(this.clients, conn.clientAddress, undefined);
+    const verdict = checkClientPolicy(this.clients, conn.clientAddress); // NAT64 64:ff9b::/96 clients as IPv4
     if (verdict.action === 'accept') return undefined;
     conn.log.debug({ client: conn.clientAddress, rule: verdict.rule?.text ?? '(not an IP address)' }, 'policy: client refused by the clients ACL');
     conn.refusal = `policy: clients: ${verdict.rule?.text ?? '(not an IP address)'}`;
@@ -215,14 +251,14 @@ export class PolicyPlugin implements SocksmithPlugin {
   }
 
   /**
-   * `onResolve` (forward lookups): resolve through the resolver service, then keep only the
-   * addresses this stream may use: the allowed families (with PreferIPv6, IPv6 first), no
-   * private addresses with ClientDNSRejectInternalAddresses, and, for the destination of a
-   * CONNECT, what the destination policy accepts for its port. `undefined` lets the next tap or
-   * the resolver answer when none of that applies.
+   * The resolution interceptor (forward lookups): let the rest of the chain answer (onResolve
+   * taps, else the resolver) for the families this stream may use, then keep only the addresses
+   * it may use: the allowed families (with PreferIPv6, IPv6 first), no private addresses with
+   * ClientDNSRejectInternalAddresses, and, for the destination of a CONNECT, what the destination
+   * policy accepts for its port. When none of that applies the query passes through untouched.
    */
-  private async resolve(kernel: Kernel, query: ResolveQuery): Promise<{ addresses: readonly ResolvedAddress[] } | undefined> {
-    if (query.type !== 'forward') return undefined;
+  private async resolve(api: PluginApi, query: ResolveQuery, next: Resolve): Promise<ResolveAnswer> {
+    if (query.type !== 'forward') return next(query);
     const o = this.options;
     const conn = query.conn;
     // The family flags are SocksPort flags: they bind lookups made for a client's stream only.
@@ -232,7 +268,7 @@ export class PolicyPlugin implements SocksmithPlugin {
     const dest = conn?.destination;
     const policed =
       this.destinations.length > 0 && conn?.request?.command === Command.CONNECT && dest !== undefined && dest.host.toLowerCase() === query.name.toLowerCase();
-    if (!families && !policed && !o.ClientDNSRejectInternalAddresses) return undefined;
+    if (!families && !policed && !o.ClientDNSRejectInternalAddresses) return next(query);
 
     let family = query.family;
     if (onPort) {
@@ -241,9 +277,10 @@ export class PolicyPlugin implements SocksmithPlugin {
       if (!want4 && !want6) throw new ResolveError(`${query.name}: no address family allowed for this lookup (NoIPv4Traffic / IPv6Traffic)`);
       family = want4 && want6 ? 0 : want4 ? 4 : 6;
     }
-    const answer = await kernel.resolver.lookup(query.name, { family, partition: conn?.isolationKey ?? '', client: conn?.clientAddress });
+    const answered = await next(family === query.family ? query : { conn, type: 'forward', name: query.name, family });
+    const answer = 'addresses' in answered ? answered.addresses : [];
     let kept = answer.map((a) => ({ a, ip: parseIp(a.address) })).filter((x): x is { a: ResolvedAddress; ip: ipaddr.IPv4 | ipaddr.IPv6 } => x.ip !== undefined);
-    const log = conn?.log ?? kernel.logger;
+    const log = conn?.log ?? api.logger;
     const dropped = (what: string, before: typeof kept) => {
       if (kept.length < before.length) log.debug({ name: query.name, dropped: before.filter((x) => !kept.includes(x)).map((x) => x.a.address), by: what }, 'policy: resolved addresses dropped');
     };
@@ -268,6 +305,13 @@ export class PolicyPlugin implements SocksmithPlugin {
     }
     if (onPort && o.PreferIPv6) kept = [...kept.filter((x) => x.ip.kind() === 'ipv6'), ...kept.filter((x) => x.ip.kind() === 'ipv4')];
     return { addresses: kept.map((x) => x.a) };
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { policy: … } })`. */
+  interface PluginOptionsMap {
+    policy: PolicyOptions;
   }
 }
 

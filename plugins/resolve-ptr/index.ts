@@ -6,17 +6,23 @@
  * @packageDocumentation
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import { errorMessage } from '../../src/errors.js';
-import type { ConnectionContext } from '../../src/kernel/context.js';
-import type { Reply } from '../../src/kernel/hooks.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { type SocksAddress, classifyHost } from '../../src/protocol/address.js';
-import { Command, Rep } from '../../src/protocol/constants.js';
-import { ModeSchema, lookupSignal, useUpstream } from '../resolve/shared.js';
+import {
+  classifyHost,
+  Command,
+  isStream,
+  errorMessage,
+  inject,
+  injectable,
+  Rep,
+  Stage,
+  Tokens,
+  type ConnectionContext,
+  type PluginApi,
+  type Reply,
+  type SocksAddress,
+  type SocksmithPlugin,
+} from 'socksmith';
+import { ModeSchema, useUpstream } from './shared.js';
 
 const PLUGIN_NAME = 'resolve-ptr';
 
@@ -45,32 +51,41 @@ export class ResolvePtrPlugin implements SocksmithPlugin {
 
   constructor(@inject(Tokens.PluginOptions) private readonly options: ResolvePtrOptions) {}
 
-  apply(kernel: Kernel): void {
+  apply(api: PluginApi): void {
     // A callback tap: requests that are not RESOLVE_PTR (nearly all) pass on at once, with no promise.
-    kernel.hooks.onRequest.tapAsync({ name: PLUGIN_NAME, stage: Stage.ANSWER }, (conn, request, done) => {
+    api.hooks.onRequest.tapAsync({ name: PLUGIN_NAME, stage: Stage.ANSWER }, (conn, request, done) => {
       if (request.command !== Command.RESOLVE_PTR || request.version !== 5) return done();
       const dest = conn.destination ?? request.destination;
       const target = classifyHost(dest.host, 0);
       if (target.kind === 'domain') return done(null, { rep: Rep.ADDRESS_TYPE_NOT_SUPPORTED });
-      this.reverse(kernel, conn, target).then((reply) => done(null, reply), done);
+      this.reverse(api, conn, target).then((reply) => done(null, reply), done);
     });
   }
 
-  private async reverse(kernel: Kernel, conn: ConnectionContext, target: SocksAddress): Promise<Reply> {
+  private async reverse(api: PluginApi, conn: ConnectionContext, target: SocksAddress): Promise<Reply> {
     try {
-      if (useUpstream(kernel, this.options.mode)) {
-        const query = kernel.upstream.query;
-        if (!query) return { rep: Rep.COMMAND_NOT_SUPPORTED };
-        const reply = await query.call(kernel.upstream, Command.RESOLVE_PTR, target, conn, { signal: lookupSignal(kernel, conn) });
+      if (useUpstream(api, this.options.mode)) {
+        if (!api.dispatch.canQuery) return { rep: Rep.COMMAND_NOT_SUPPORTED };
+        // Through the upstream dispatch, so upstream interceptors see the F1 too.
+        const result = await api.dispatch.run(target, conn, { command: Command.RESOLVE_PTR, signal: api.lookupSignal(conn), early: undefined, held: undefined });
+        if (isStream(result)) return FAILED;
+        const reply = result;
         if (reply.rep !== Rep.SUCCEEDED) return { rep: reply.rep };
         return reply.bound?.kind === 'domain' ? nameReply(reply.bound.host) : FAILED;
       }
-      const names = await kernel.reverse(target.host, conn);
+      const names = await api.resolution.reverse(target.host, conn);
       return nameReply(names[0] ?? '');
     } catch (err) {
       conn.log.debug({ err: errorMessage(err) }, 'RESOLVE_PTR failed');
       return FAILED;
     }
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { 'resolve-ptr': … } })`. */
+  interface PluginOptionsMap {
+    'resolve-ptr': ResolvePtrOptions;
   }
 }
 

@@ -11,21 +11,30 @@
  *   closes the connection after the reply (tor-resolve waits for the close).
  * @packageDocumentation
  */
-import { inject, injectable } from 'tsyringe';
-import { Tokens } from '../../src/di/tokens.js';
-import { errorMessage } from '../../src/errors.js';
-import type { ConnectionContext } from '../../src/kernel/context.js';
-import type { Reply, ResolvedAddress } from '../../src/kernel/hooks.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
-import type { SocksmithPlugin } from '../../src/kernel/plugin.js';
-import { Stage } from '../../src/kernel/stages.js';
-import { type SocksAddress, classifyHost } from '../../src/protocol/address.js';
-import type { SocksRequest } from '../../src/protocol/codec.js';
-import { Command, Rep } from '../../src/protocol/constants.js';
-import { isOnionName } from '../../src/protocol/names.js';
-import { repForError } from '../../src/upstream/errors.js';
+import {
+  classifyHost,
+  Command,
+  isStream,
+  errorMessage,
+  inject,
+  injectable,
+  isOnionName,
+  Rep,
+  repForError,
+  Stage,
+  Tokens,
+  type ConnectionContext,
+  type PluginApi,
+  type Reply,
+  type ResolvedAddress,
+  type SocksAddress,
+  type SocksmithPlugin,
+  type SocksRequest,
+} from 'socksmith';
 import { ResolveOptionsSchema, type ResolveOptions } from './schema.js';
-import { lookupSignal, useUpstream } from './shared.js';
+
+export type { ResolveOptions } from './schema.js';
+import { useUpstream } from './shared.js';
 
 const PLUGIN_NAME = 'resolve';
 
@@ -54,15 +63,15 @@ export class ResolvePlugin implements SocksmithPlugin {
 
   constructor(@inject(Tokens.PluginOptions) private readonly options: ResolveOptions) {}
 
-  apply(kernel: Kernel): void {
+  apply(api: PluginApi): void {
     // A callback tap: requests that are not RESOLVE (nearly all) pass on at once, with no promise.
-    kernel.hooks.onRequest.tapAsync({ name: PLUGIN_NAME, stage: Stage.ANSWER }, (conn, request, done) => {
+    api.hooks.onRequest.tapAsync({ name: PLUGIN_NAME, stage: Stage.ANSWER }, (conn, request, done) => {
       if (request.command !== Command.RESOLVE) return done();
-      this.resolve(kernel, conn, request).then((reply) => done(null, reply), done);
+      this.resolve(api, conn, request).then((reply) => done(null, reply), done);
     });
   }
 
-  private async resolve(kernel: Kernel, conn: ConnectionContext, request: SocksRequest): Promise<Reply> {
+  private async resolve(api: PluginApi, conn: ConnectionContext, request: SocksRequest): Promise<Reply> {
     const dest = conn.destination ?? request.destination;
     const literal = classifyHost(dest.host, 0);
     if (literal.kind !== 'domain') {
@@ -74,9 +83,9 @@ export class ResolvePlugin implements SocksmithPlugin {
       return FAILED;
     }
     try {
-      if (useUpstream(kernel, this.options.mode)) return await this.viaUpstream(kernel, conn, request.version, dest);
+      if (useUpstream(api, this.options.mode)) return await this.viaUpstream(api, conn, request.version, dest);
       const family = this.options.IPv4Traffic && this.options.IPv6Traffic && request.version === 5 ? 0 : this.options.IPv6Traffic && request.version === 5 ? 6 : 4;
-      const addrs = await kernel.lookup(dest.host, family, conn);
+      const addrs = await api.resolution.lookup(dest.host, family, conn);
       const a = chooseAddress(addrs, request.version, this.options);
       return a ? answer(a) : FAILED;
     } catch (err) {
@@ -86,15 +95,24 @@ export class ResolvePlugin implements SocksmithPlugin {
     }
   }
 
-  private async viaUpstream(kernel: Kernel, conn: ConnectionContext, version: 4 | 5, dest: SocksAddress): Promise<Reply> {
-    const query = kernel.upstream.query;
-    if (!query) return { rep: Rep.COMMAND_NOT_SUPPORTED };
-    const reply = await query.call(kernel.upstream, Command.RESOLVE, { ...dest, port: 0 }, conn, { signal: lookupSignal(kernel, conn) });
+  private async viaUpstream(api: PluginApi, conn: ConnectionContext, version: 4 | 5, dest: SocksAddress): Promise<Reply> {
+    if (!api.dispatch.canQuery) return { rep: Rep.COMMAND_NOT_SUPPORTED };
+    // Through the upstream dispatch, so upstream interceptors see the F0 too.
+    const result = await api.dispatch.run({ ...dest, port: 0 }, conn, { command: Command.RESOLVE, signal: api.lookupSignal(conn), early: undefined, held: undefined });
+    if (isStream(result)) return FAILED;
+    const reply = result;
     if (reply.rep !== Rep.SUCCEEDED) return { rep: reply.rep };
     const b = reply.bound;
     if (!b || b.kind === 'domain') return FAILED;
     const a: ResolvedAddress = { address: b.host, family: b.kind === 'ipv6' ? 6 : 4 };
     return chooseAddress([a], version, this.options) ? answer(a) : FAILED;
+  }
+}
+
+declare module 'socksmith' {
+  /** This plugin's options, for `defineConfig({ plugins: { resolve: … } })`. */
+  interface PluginOptionsMap {
+    resolve: ResolveOptions;
   }
 }
 

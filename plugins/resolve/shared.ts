@@ -1,11 +1,9 @@
 /**
- * What `resolve` and `resolve-ptr` share: where a lookup happens (at the upstream or locally) and
- * the deadline of one lookup.
+ * What `resolve` and `resolve-ptr` share: where a lookup happens (at the upstream or locally).
  * @packageDocumentation
  */
 import { Type } from '@sinclair/typebox';
-import type { ConnectionContext } from '../../src/kernel/context.js';
-import type { Kernel } from '../../src/kernel/kernel.js';
+import type { PluginApi } from 'socksmith';
 
 /** The `mode` option of both plugins. */
 export const ModeSchema = Type.Union([Type.Literal('auto'), Type.Literal('upstream'), Type.Literal('local')], {
@@ -17,13 +15,8 @@ export const ModeSchema = Type.Union([Type.Literal('auto'), Type.Literal('upstre
 /** A lookup mode. */
 export type ResolveMode = 'auto' | 'upstream' | 'local';
 
-/** True when lookups for this kernel go to the upstream. */
-export function useUpstream(kernel: Kernel, mode: ResolveMode): boolean {
+/** True when lookups for this proxy go to the upstream. */
+export function useUpstream(api: PluginApi, mode: ResolveMode): boolean {
   if (mode === 'local') return false;
-  return mode === 'upstream' || typeof kernel.upstream.query === 'function';
-}
-
-/** A signal that aborts after `timeouts.connect` or when the connection goes away. */
-export function lookupSignal(kernel: Kernel, conn: ConnectionContext): AbortSignal {
-  return AbortSignal.any([conn.signal, AbortSignal.timeout(kernel.config.timeouts.connect)]);
+  return mode === 'upstream' || api.dispatch.canQuery;
 }

@@ -5,7 +5,7 @@
 export const ExitCode = Object.freeze({
   /** Clean exit (also after a graceful SIGTERM/SIGINT). */
   OK: 0,
-  /** Something failed at run time (e.g. a listener could not bind). */
+  /** Something failed at run time (e.g. a plugin's start() failed). A listener that cannot bind is {@link ExitCode.UNAVAILABLE}. */
   SOFTWARE: 70,
   /** EX_USAGE: bad command-line flags. */
   USAGE: 64,

@@ -11,6 +11,7 @@ import cluster from 'node:cluster';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BUILTIN_PLUGINS } from '../config/builtins.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { type SocksmithError, configErrorsOf, errorMessage } from '../errors.js';
 import { createLogger, setLogFormat } from '../logger.js';
@@ -82,7 +83,9 @@ function dieRuntime(err: unknown): never {
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === 'passwd') {
-    const { runPasswd } = await import('../../plugins/auth/passwd.js');
+    // The auth plugin owns the users file: load it by its specifier from the one list of built-ins.
+    const auth = BUILTIN_PLUGINS.find((b) => b.name === 'auth')!.module;
+    const { runPasswd } = (await import(auth)) as { runPasswd: (argv: readonly string[], options: { command: string }) => Promise<number> };
     process.exitCode = await runPasswd(argv.slice(1), { command: 'socksmith passwd' });
     return;
   }
@@ -137,7 +140,9 @@ async function main(): Promise<void> {
       void proxy.close(0).finally(() => process.exit(ExitCode.OK));
       return;
     }
-    logger.info({ signal, drainMs: config.timeouts.drain, open: proxy.kernel.connectionCount }, 'shutting down');
+    // The current configuration's drain (a reload may have changed it; close() uses it), and the
+    // connections of every generation (a reload's old ones drain too).
+    logger.info({ signal, drainMs: proxy.config.timeouts.drain, open: proxy.connectionCount }, 'shutting down');
     void proxy.close().then(
       () => {
         logger.info('stopped');

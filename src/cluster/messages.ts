@@ -15,7 +15,7 @@ export interface ShippedConfig {
 /** Primary → worker: everything a worker needs before it builds its proxy. Never logged. */
 export interface StartMessage {
   readonly type: 'socksmith:start';
-  /** The isolation plugin's default secret, hex (the same for every worker). */
+  /** The process secret (`Tokens.SecretStore`, the isolation plugin's default secret), hex (the same for every worker). */
   readonly secret: string;
   /** The validated config; absent when it is not plain data (the worker then loads the file). */
   readonly config: ShippedConfig | undefined;

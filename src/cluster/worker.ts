@@ -18,12 +18,12 @@ import type { CliArgs } from '../cli/args.js';
 import { ExitCode } from '../cli/exit-codes.js';
 import { resolveConfig } from '../config/normalize.js';
 import type { ResolvedConfig } from '../config/types.js';
+import { ProcessSecretStore } from '../di/secrets.js';
 import { SocksmithError, errorMessage } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { workerMetricsJson } from '../metrics/cluster.js';
 import { Metrics } from '../metrics/metrics.js';
 import { SocksmithProxy } from '../proxy.js';
-import { setProcessSecret } from '../../plugins/isolation/index.js';
 import { isConfigError, listenerLabel, loadCliConfig } from './config.js';
 import { type PrimaryMessage, type ShippedConfig, type StartMessage, type WorkerMessage, isSocksmithMessage } from './messages.js';
 
@@ -83,7 +83,7 @@ export async function runWorker(args: CliArgs): Promise<void> {
       return;
     }
     const p = proxy;
-    logger?.info({ reason, drainMs: p.config.timeouts.drain, open: p.kernel.connectionCount }, 'shutting down');
+    logger?.info({ reason, drainMs: p.config.timeouts.drain, open: p.connectionCount }, 'shutting down'); // every generation's
     stopping = p.close().then(
       () => {
         metrics?.close();
@@ -170,7 +170,7 @@ export async function runWorker(args: CliArgs): Promise<void> {
 
   send({ type: 'socksmith:hello' });
   const start = await startMessage;
-  setProcessSecret(Buffer.from(start.secret, 'hex'));
+  ProcessSecretStore.seed(Buffer.from(start.secret, 'hex'));
   try {
     const config = await resolveShipped(start.config, args);
     logger = createLogger(config.log.level).child({ worker: id });

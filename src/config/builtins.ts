@@ -1,18 +1,21 @@
 /**
- * Names and defaults of the six built-in plugins (the Tor extensions).
+ * Names, defaults and module specifiers of the eight built-in plugins (the Tor extensions). This is the
+ * one list that names them, and it is data: nothing here imports a plugin. `loadPlugins` imports each
+ * enabled built-in by its specifier, through the same loader as a third-party `{ module }` plugin
+ * (`socksmith/plugins/<name>`, the package's own `exports` entry).
  * @packageDocumentation
  */
 
 /** The built-in plugins in the order they are applied. */
 export const BUILTIN_PLUGINS = [
-  { name: 'isolation', defaultEnabled: true },
-  { name: 'resolve', defaultEnabled: true },
-  { name: 'resolve-ptr', defaultEnabled: true },
-  { name: 'http-detect', defaultEnabled: true },
-  { name: 'optimistic-data', defaultEnabled: true },
-  { name: 'extended-errors', defaultEnabled: false },
-  { name: 'auth', defaultEnabled: false },
-  { name: 'policy', defaultEnabled: false },
+  { name: 'isolation', defaultEnabled: true, module: 'socksmith/plugins/isolation' },
+  { name: 'resolve', defaultEnabled: true, module: 'socksmith/plugins/resolve' },
+  { name: 'resolve-ptr', defaultEnabled: true, module: 'socksmith/plugins/resolve-ptr' },
+  { name: 'http-detect', defaultEnabled: true, module: 'socksmith/plugins/http-detect' },
+  { name: 'optimistic-data', defaultEnabled: true, module: 'socksmith/plugins/optimistic-data' },
+  { name: 'extended-errors', defaultEnabled: false, module: 'socksmith/plugins/extended-errors' },
+  { name: 'auth', defaultEnabled: false, module: 'socksmith/plugins/auth' },
+  { name: 'policy', defaultEnabled: false, module: 'socksmith/plugins/policy' },
 ] as const;
 
 /** Name of a built-in plugin. */

@@ -3,14 +3,6 @@
  * (webpack `lib/config/defineConfig.js`).
  * @packageDocumentation
  */
-import type { AuthOptions } from '../../plugins/auth/schema.js';
-import type { ExtendedErrorsOptions } from '../../plugins/extended-errors/index.js';
-import type { HttpDetectOptions } from '../../plugins/http-detect/index.js';
-import type { IsolationOptions } from '../../plugins/isolation/schema.js';
-import type { OptimisticDataOptions } from '../../plugins/optimistic-data/index.js';
-import type { PolicyOptions } from '../../plugins/policy/schema.js';
-import type { ResolvePtrOptions } from '../../plugins/resolve-ptr/index.js';
-import type { ResolveOptions } from '../../plugins/resolve/schema.js';
 import type { ConfigInput, UpstreamConfig } from './schema.js';
 
 /** A plugin entry: on, off, or on with options (defaults fill what is left out). */
@@ -26,18 +18,18 @@ export interface CustomPluginSetting {
   readonly enabled?: boolean;
 }
 
-/** The `plugins` section: the six built-ins with their option types, plus custom plugins by name. */
-export interface PluginsConfig {
-  readonly isolation?: PluginSetting<IsolationOptions>;
-  readonly resolve?: PluginSetting<ResolveOptions>;
-  readonly 'resolve-ptr'?: PluginSetting<ResolvePtrOptions>;
-  readonly 'http-detect'?: PluginSetting<HttpDetectOptions>;
-  readonly 'optimistic-data'?: PluginSetting<OptimisticDataOptions>;
-  readonly 'extended-errors'?: PluginSetting<ExtendedErrorsOptions>;
-  readonly auth?: PluginSetting<AuthOptions>;
-  readonly policy?: PluginSetting<PolicyOptions>;
+/**
+ * Option types of the plugins, by name. Empty here: each plugin adds its own entry by augmentation,
+ * `declare module 'socksmith' { interface PluginOptionsMap { name: Options } }`, as the eight
+ * built-ins do (`src/index.ts` loads their augmentations through `'socksmith/builtin-types'`).
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface PluginOptionsMap {}
+
+/** The `plugins` section: every plugin in {@link PluginOptionsMap} with its option types (the eight built-ins), plus custom plugins by name. */
+export type PluginsConfig = { readonly [K in keyof PluginOptionsMap]?: PluginSetting<PluginOptionsMap[K]> } & {
   readonly [custom: string]: PluginSetting<object> | CustomPluginSetting | undefined;
-}
+};
 
 /** The shape of a socksmith config file, for `export default defineConfig({...})`. */
 export type SocksmithConfig = Omit<ConfigInput, 'upstream' | 'plugins'> & {

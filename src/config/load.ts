@@ -4,6 +4,7 @@
  * see docs/config.md and the research notes on cosmiconfig's own `.ts` loader).
  * @packageDocumentation
  */
+import { stripVTControlCharacters } from 'node:util';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -130,7 +131,9 @@ const FRAME_LINE = /^\s*>?\s*\d+ \||^\s*\|\s*\^|^-+\^\s*$/;
  */
 function loadError(file: string | undefined, err: unknown): ConfigError {
   const what = file ? `cannot load ${file}` : 'cannot load config';
-  const text = errorMessage(err);
+  // The JSON parser colours its code frame when it believes the terminal can (CI=true and
+  // FORCE_COLOR make it think so even into a pipe): read, and print, the text without escapes.
+  const text = stripVTControlCharacters(errorMessage(err));
   if (/Cannot find (module|package) ['"]socksmith['"]/.test(text)) {
     return new ConfigError(
       '',

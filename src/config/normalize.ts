@@ -70,7 +70,8 @@ function normalizeCustomPlugin(name: string, v: unknown, dir: string, out: Plugi
 function normalizeUpstream(input: ConfigInput['upstream'], dir: string): UpstreamConfig {
   if (input === undefined) return { type: 'direct' };
   const schema = UPSTREAM_SCHEMAS[input.type];
-  const up = validate<UpstreamConfig>(schema, input, 'upstream');
+  let up = validate<UpstreamConfig>(schema, input, 'upstream');
+  if (up.interceptors) up = { ...up, interceptors: up.interceptors.map((i) => ({ ...i, module: resolveModuleSpecifier(i.module, dir) })) };
   if (up.type === 'module') return { ...up, module: resolveModuleSpecifier(up.module, dir) };
   return up;
 }

@@ -82,6 +82,23 @@ export const ResolverSchema = obj(
   'Name resolution for the direct upstream and the resolve plugins.',
 );
 
+/** One entry of `upstream.interceptors`. */
+export const InterceptorEntrySchema = obj(
+  {
+    module: Type.String({ minLength: 1, description: 'Path (relative to the config file) or package name of a module whose default export is a class with intercept(next: Dispatch): Dispatch.' }),
+    options: Type.Optional(Type.Unknown({ description: "Options for the interceptor, validated by the class's own schema (static meta.schema)." })),
+  },
+  'An interceptor that wraps the upstream dispatch (CONNECT, and RESOLVE/RESOLVE_PTR sent to the upstream).',
+);
+
+/** `upstream.interceptors`: valid for every upstream type. */
+const InterceptorsSchema = Type.Optional(
+  Type.Array(InterceptorEntrySchema, {
+    description:
+      'Interceptors around the upstream, in order (the first is outermost). They sit inside the plugins\' interceptors, closest to the upstream: logging, retries, choosing among upstreams. Default: none.',
+  }),
+);
+
 /** `upstream: { type: 'direct' }`. */
 export const DirectUpstreamSchema = obj(
   {
@@ -90,6 +107,7 @@ export const DirectUpstreamSchema = obj(
     attemptTimeout: Type.Optional(
       Type.Integer({ minimum: 10, maximum: 60000, description: 'Happy Eyeballs: milliseconds before trying the next address of a name. Default 250.' }),
     ),
+    interceptors: InterceptorsSchema,
   },
   'Connect directly (node:net), resolving names through onResolve and the resolver, with Happy Eyeballs.',
 );
@@ -108,6 +126,7 @@ export const Socks5UpstreamSchema = obj(
           "The upstream keeps bytes that arrive right behind a request (C Tor does). Lets the optimistic-data plugin send early data in the same write as the request, before the reply. Default false: microsocks drops such bytes and Arti refuses them, so they wait for the success reply. In front of Tor 0.4.9 leave it off (docs/performance.md).",
       }),
     ),
+    interceptors: InterceptorsSchema,
   },
   'Chain to an upstream SOCKS5 server. Hostnames are passed on as names (ATYP 03) and never resolved locally.',
 );
@@ -118,6 +137,7 @@ export const ModuleUpstreamSchema = obj(
     type: Type.Literal('module', { description: 'Load a custom upstream from a module.' }),
     module: Type.String({ minLength: 1, description: 'Path (relative to the config file) or package name of a module whose default export is an upstream class.' }),
     options: Type.Optional(Type.Unknown({ description: "Options for the upstream, validated by the class's own schema (static meta.schema)." })),
+    interceptors: InterceptorsSchema,
   },
   'A custom upstream class, constructed through dependency injection.',
 );

@@ -12,9 +12,12 @@ import type { Hooks } from '../kernel/hooks.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { NameResolution } from '../resolver/name-resolution.js';
 import type { Resolver } from '../resolver/types.js';
-import type { Upstream } from '../upstream/types.js';
+import type { DispatchInterceptor, Upstream } from '../upstream/types.js';
 import type { Logger } from '../logger.js';
 import type { Clock } from '../clock.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { SecretStore } from './secrets.js';
+import type { DestinationCheck, UsersStore } from './services.js';
 
 /** A symbol that stands for a service of type `T`. */
 export type Token<T> = symbol & { readonly __service?: T };
@@ -39,8 +42,18 @@ export const Tokens = Object.freeze({
   NameResolution: token<NameResolution>('NameResolution'),
   /** The upstream every stream leaves through. */
   Upstream: token<Upstream>('Upstream'),
+  /** The interceptors of `upstream.interceptors`, constructed, in config order (the kernel composes them into its dispatch). */
+  UpstreamInterceptors: token<readonly DispatchInterceptor[]>('UpstreamInterceptors'),
   /** The kernel: hooks, services and the connection pipeline. */
   Kernel: token<Kernel>('Kernel'),
+  /** The per-process secret ({@link SecretStore}); a cluster worker seeds it with the primary's secret. */
+  SecretStore: token<SecretStore>('SecretStore'),
+  /** May a stream reach an address outside its CONNECT (a BIND peer, a datagram's target)? Default: allow all; `policy` provides its own. */
+  DestinationCheck: token<DestinationCheck>('DestinationCheck'),
+  /** A users table that checks credentials; none by default (the `auth` plugin provides one). */
+  UsersStore: token<UsersStore>('UsersStore'),
+  /** The proxy's Prometheus metrics when `metrics` is configured, else undefined (the same object across reloads). */
+  Metrics: token<Metrics | undefined>('Metrics'),
   /** The validated options of the plugin or upstream being constructed (registered in its child container). */
   PluginOptions: token<unknown>('PluginOptions'),
 });

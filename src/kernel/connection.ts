@@ -1,5 +1,7 @@
 /**
- * The per-connection driver: the only code that touches a client socket.
+ * The per-connection driver. It owns the client socket: a plugin that takes a connection over
+ * (`Takeover`, http-detect) reads and writes it through the takeover object, and only this
+ * driver ends or destroys it.
  *
  * It feeds bytes to the sans-IO handshake, calls the hooks, writes replies in order, opens the
  * upstream, then relays with backpressure and half-close. Every way a connection ends goes
@@ -17,12 +19,13 @@ import { isOnionName, normalizeDestination } from '../protocol/names.js';
 import { onionProblem } from '../protocol/onion.js';
 import { ServerHandshake, socks4Rejection, socks5ErrorReply } from '../protocol/server-handshake.js';
 import { repForError } from '../upstream/errors.js';
-import type { UpstreamStream } from '../upstream/types.js';
+import { type UpstreamStream, isStream } from '../upstream/types.js';
 import { UpstreamError } from '../errors.js';
 import { ConnectionContext, type Credentials, type SignalSource } from './context.js';
 import { EarlyData } from './early-data.js';
 import { channels } from './diagnostics.js';
 import { type DataInfo, type GreetingDecision, type HandshakeOutcome, type Reply, type Takeover, isTapped } from './hooks.js';
+import { WideReplyCodes } from './stream-keys.js';
 import type { Kernel } from './kernel.js';
 import { relay } from './relay.js';
 import { logStreamClosed } from './access-log.js';
@@ -520,9 +523,13 @@ export class Connection implements SignalSource, SocketOwner {
     const timer = setTimeout(onConnectTimeout, timeout, ac, timeout);
     let up: UpstreamStream;
     const connectStart = this.kernel.clock.now();
-    ctx.upstream ??= this.kernel.upstream.name;
+    const dispatch = this.kernel.dispatch;
+    ctx.upstream ??= dispatch.upstreamName;
     try {
-      up = await this.kernel.upstream.connect(destination, ctx, { signal: ac.signal, early: ctx.optimisticData ? this.early : undefined });
+      // `early` stays undefined unless an interceptor grants early sending (optimistic-data): the held bytes then go with the connect.
+      const r = await dispatch.run(destination, ctx, { command: Command.CONNECT, signal: ac.signal, early: undefined, held: this.early });
+      if (!isStream(r)) throw new UpstreamError(r.rep === Rep.SUCCEEDED ? Rep.GENERAL_FAILURE : r.rep, 'an upstream interceptor answered CONNECT with a reply, not a stream');
+      up = r;
     } catch (err) {
       if (this.isClosed()) return;
       const rep = repForError(err);
@@ -577,9 +584,9 @@ export class Connection implements SignalSource, SocketOwner {
     this.startRelay(up);
   }
 
-  /** The last word on a reply: Tor's extended codes are collapsed unless `conn.extendedErrors`. */
+  /** The last word on a reply: a code outside RFC 1928 (> 08) is narrowed (`collapseRep`) unless the stream allows wide reply codes (`WideReplyCodes`). */
   private finalReply(reply: Reply): Reply {
-    if (this.ctx.extendedErrors || reply.rep <= Rep.ADDRESS_TYPE_NOT_SUPPORTED) return reply;
+    if (reply.rep <= Rep.ADDRESS_TYPE_NOT_SUPPORTED || this.ctx.get(WideReplyCodes) === true) return reply;
     return { ...reply, rep: collapseRep(reply.rep) };
   }
 

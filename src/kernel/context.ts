@@ -2,14 +2,15 @@
  * Per-connection state shared by the kernel, plugins and upstreams.
  *
  * Every field is declared in the constructor (one object shape for every connection, fastify's
- * rule for decorators); plugins never add properties. A plugin that needs its own per-connection
- * data keeps it in a `WeakMap<ConnectionContext, T>` or in {@link ConnectionContext.plugins}.
+ * rule for decorators); plugins never add properties. A plugin that needs its own per-stream
+ * state declares a stream key (`declareKey`, src/kernel/stream-keys.ts) and uses
+ * {@link ConnectionContext.get}/{@link ConnectionContext.set}/{@link ConnectionContext.setLazy}.
  * @packageDocumentation
  */
 import type { SocksAddress } from '../protocol/address.js';
 import type { SocksRequest } from '../protocol/codec.js';
 import { type Logger, bindSensitive } from '../logger.js';
-import type { EXTENDED_TO_RFC1928 } from '../protocol/constants.js';
+import { type StreamKey, streamKeyCount } from './stream-keys.js';
 
 /** A listener as configured and bound. */
 export interface ListenerInfo {
@@ -39,7 +40,7 @@ export interface Credentials {
   readonly password: Buffer | undefined;
 }
 
-/** Username/password a `socks5` upstream should present for this stream (set by plugins, e.g. isolation). */
+/** Username/password a `socks5` upstream should present for this stream (the `UpstreamAuth` stream key). */
 export interface UpstreamCredentials {
   readonly username: string | Uint8Array;
   readonly password: string | Uint8Array;
@@ -48,12 +49,6 @@ export interface UpstreamCredentials {
 /** Creates a connection's teardown signal on first use (the connection driver implements it). */
 export interface SignalSource {
   teardownSignal(): AbortSignal;
-}
-
-/** What {@link ConnectionContext.deferIsolation}'s function returns. */
-export interface DeferredIsolation {
-  readonly key: string;
-  readonly upstreamCredentials?: UpstreamCredentials;
 }
 
 /** Which front-end protocol the connection speaks. */
@@ -97,7 +92,7 @@ export class ConnectionContext {
     return s.teardownSignal();
   }
   private readonly signalSource: AbortSignal | (() => AbortSignal) | SignalSource;
-  /** Per-plugin scratch space, keyed by a symbol the plugin owns (created on first use). */
+  /** Per-plugin scratch space, keyed by a symbol the plugin owns (created on first use). Superseded by stream keys ({@link get}/{@link set}), which need no Map. */
   get plugins(): Map<symbol, unknown> {
     return (this.pluginData ??= new Map());
   }
@@ -118,57 +113,6 @@ export class ConnectionContext {
    * (address maps). Upstreams connect here.
    */
   destination: SocksAddress | undefined;
-  /** Isolation key (set by the `isolation` plugin); streams with different keys must not share state. */
-  get isolationKey(): string | undefined {
-    if (this.deferredIsolation) this.settleIsolation();
-    return this.isolationKeyValue;
-  }
-  set isolationKey(key: string | undefined) {
-    if (this.deferredIsolation) this.settleIsolation();
-    this.isolationKeyValue = key;
-  }
-  /** Credentials a `socks5` upstream should present for this stream; overrides the configured ones. */
-  get upstreamCredentials(): UpstreamCredentials | undefined {
-    if (this.deferredIsolation) this.settleIsolation();
-    return this.upstreamCredentialsValue;
-  }
-  set upstreamCredentials(credentials: UpstreamCredentials | undefined) {
-    if (this.deferredIsolation) this.settleIsolation();
-    this.upstreamCredentialsValue = credentials;
-  }
-  private isolationKeyValue: string | undefined;
-  private upstreamCredentialsValue: UpstreamCredentials | undefined;
-  private deferredIsolation: (() => DeferredIsolation) | undefined;
-
-  /**
-   * Set {@link isolationKey} (and, when the result carries them, {@link upstreamCredentials}) to
-   * what `compute` returns, computed on first read instead of now. The `isolation` plugin uses
-   * this: most streams (a direct upstream, an IP destination) never read the key, and hashing it
-   * for every stream showed in the handshake profile. Writing either property before it was
-   * read computes it first, so writes keep their order. `compute` must depend only on state
-   * that no longer changes (the listener, the client, its credentials, the request).
-   */
-  deferIsolation(compute: () => DeferredIsolation): void {
-    this.deferredIsolation = compute;
-  }
-
-  private settleIsolation(): void {
-    const compute = this.deferredIsolation!;
-    this.deferredIsolation = undefined;
-    const r = compute();
-    this.isolationKeyValue = r.key;
-    if (r.upstreamCredentials) this.upstreamCredentialsValue = r.upstreamCredentials;
-  }
-  /**
-   * Forward early client bytes to the upstream before it confirms the connection (set by the
-   * `optimistic-data` plugin). When false the kernel holds them until the upstream confirms.
-   */
-  optimisticData: boolean;
-  /**
-   * Let Tor's extended reply codes F0–F7 reach the client (set by the `extended-errors` plugin).
-   * When false the kernel collapses them to RFC 1928 codes ({@link EXTENDED_TO_RFC1928}).
-   */
-  extendedErrors: boolean;
   /** The SOCKS5 reply code that was sent (SOCKS4 replies are recorded as their SOCKS5 equivalent). */
   reply: number | undefined;
   /** Bytes relayed client → upstream (early data included). */
@@ -198,6 +142,64 @@ export class ConnectionContext {
    */
   failure: string | undefined;
 
+  /** Stream-key slots (created on the first write), and which of the first 31 hold a lazy function. */
+  private slots: unknown[] | undefined;
+  private lazyBits: number;
+
+  /**
+   * The value of a stream key on this stream: what was {@link set}, else what the
+   * {@link setLazy} function returns (computed on this first read, then kept), else the key's default.
+   */
+  get<T>(key: StreamKey<T>): T | undefined {
+    const i = key.index;
+    const slots = this.slots;
+    if (slots === undefined) return key.default;
+    let v = slots[i];
+    if (i < 31) {
+      if ((this.lazyBits & (1 << i)) !== 0) {
+        // Cleared before the call: a compute that throws leaves the key unset, and one that reads its own key gets the default.
+        this.lazyBits &= ~(1 << i);
+        slots[i] = undefined;
+        v = slots[i] = (v as (conn: ConnectionContext) => T)(this);
+      }
+    } else if (v instanceof LazyCell) {
+      slots[i] = undefined;
+      v = slots[i] = (v as LazyCell<T>).compute(this);
+    }
+    return v === undefined ? key.default : (v as T);
+  }
+
+  /** Set a stream key on this stream (replacing a lazy value that was not read yet). */
+  set<T>(key: StreamKey<T>, value: T): void {
+    const i = key.index;
+    if (i < 31) this.lazyBits &= ~(1 << i);
+    (this.slots ??= new Array(streamKeyCount()))[i] = value;
+  }
+
+  /**
+   * Set a stream key to what `compute(conn)` returns, computed on the first {@link get} instead of
+   * now (at most once, never if nobody reads it). Pass a function bound once (per plugin
+   * instance), not a closure per stream: the slot holds the function itself. A {@link set} before
+   * the first read replaces it. `compute` must depend only on state that no longer changes by the
+   * time it is read (the listener, the client, its credentials, the request).
+   */
+  setLazy<T>(key: StreamKey<T>, compute: (conn: ConnectionContext) => T): void {
+    const i = key.index;
+    const slots = (this.slots ??= new Array(streamKeyCount()));
+    if (i < 31) {
+      slots[i] = compute;
+      this.lazyBits |= 1 << i;
+    } else {
+      slots[i] = new LazyCell(compute);
+    }
+  }
+
+  /** True if the key was set (or set lazily) on this stream. */
+  has(key: StreamKey<unknown>): boolean {
+    const i = key.index;
+    return this.slots !== undefined && (this.slots[i] !== undefined || (i < 31 && (this.lazyBits & (1 << i)) !== 0));
+  }
+
   constructor(init: {
     id: number;
     listener: ListenerInfo;
@@ -226,11 +228,6 @@ export class ConnectionContext {
     this.credentials = undefined;
     this.request = undefined;
     this.destination = undefined;
-    this.isolationKeyValue = undefined;
-    this.upstreamCredentialsValue = undefined;
-    this.deferredIsolation = undefined;
-    this.optimisticData = false;
-    this.extendedErrors = false;
     this.reply = undefined;
     this.bytesUp = 0;
     this.bytesDown = 0;
@@ -238,7 +235,14 @@ export class ConnectionContext {
     this.refusal = undefined;
     this.upstream = undefined;
     this.failure = undefined;
+    this.slots = undefined;
+    this.lazyBits = 0;
   }
+}
+
+/** A lazy value in a slot past the 31 that {@link ConnectionContext} tracks with a bit (not expected: a handful of keys exist). */
+class LazyCell<T> {
+  constructor(readonly compute: (conn: ConnectionContext) => T) {}
 }
 
 /** What identifies a connection's traffic in free text: its destination names, client address and user name. */

@@ -2,9 +2,10 @@
  * Client bytes that arrive after the request and before the upstream is ready (optimistic data).
  *
  * They are held here, bounded: above the limit the kernel pauses the client (backpressure), it
- * never drops bytes. An upstream that may send them early (the `optimistic-data` plugin sets
- * `conn.optimisticData`) calls {@link EarlyData.attach} with its socket: held bytes go out at once,
- * and later ones as they arrive. Otherwise the kernel attaches the upstream after it confirmed.
+ * never drops bytes. The kernel passes them to the upstream dispatch as `options.held`; an
+ * interceptor that grants early sending passes them on as `options.early`, and an upstream given
+ * `early` calls {@link EarlyData.attach} with its socket: held bytes go out at once, and later
+ * ones as they arrive. Otherwise the kernel attaches the upstream after it confirmed.
  * @packageDocumentation
  */
 import type { Writable } from 'node:stream';

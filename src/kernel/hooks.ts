@@ -53,7 +53,8 @@ export interface Takeover {
    * Run a request through the kernel's pipeline (`onRequest`, the upstream, `onReply`, relay) as
    * if it had come over SOCKS. `encodeReply` turns the final reply into the front end's bytes;
    * `leftover` is client data already read after the request (it is relayed, never dropped).
-   * Resolves when the stream ends.
+   * Resolves once the final reply is written: the relay has started, or the connection is
+   * ending. Not when the stream ends.
    */
   runRequest(request: SocksRequest, encodeReply: (reply: Reply) => Buffer, leftover: Buffer): Promise<void>;
   /**

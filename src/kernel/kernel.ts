@@ -13,7 +13,9 @@ import { errorMessage, hasCode } from '../errors.js';
 import type { ResolvedAddress } from './hooks.js';
 import type { NameResolution } from '../resolver/name-resolution.js';
 import type { Resolver } from '../resolver/types.js';
-import type { Upstream } from '../upstream/types.js';
+import type { DispatchInterceptor, Upstream } from '../upstream/types.js';
+import { UpstreamDispatch } from './dispatch.js';
+import type { PluginApi, ServiceReader } from './api.js';
 import { Connection } from './connection.js';
 import type { ConnectionContext, ListenerInfo } from './context.js';
 import { type Hooks, isTapped } from './hooks.js';
@@ -27,16 +29,30 @@ function isLoopbackClient(address: string): boolean {
   return address === '::1' || address.startsWith('127.');
 }
 
+/**
+ * What `limits.maxConnections` and `limits.maxConnectionsPerClient` count, and the handshakes that
+ * may be shed. One per proxy, handed from each generation's kernel to the next on a reload
+ * ({@link Kernel.shareBudget}): the connections an old configuration still serves count against
+ * the limits of the new one, so a reload does not give every client a fresh allowance.
+ */
+class ConnectionBudget {
+  /** Open connections, every generation together. */
+  total = 0;
+  /** Open connections by client key ({@link clientKey}: an IPv6 client counts by its /64). */
+  readonly perClient = new Map<string, number>();
+  /** Connections still in their handshake (no request yet), oldest first: shed first under pressure. */
+  readonly handshakes = new Set<Connection>();
+  /** The same, by client key. */
+  readonly handshakesByClient = new Map<string, Set<Connection>>();
+}
+
 /** The kernel every plugin taps into. */
 @injectable()
 export class Kernel {
+  /** This generation's connections (drained and closed with it). */
   private readonly live = new Set<Connection>();
-  /** Open connections by client key ({@link clientKey}: an IPv6 client counts by its /64). */
-  private readonly perClient = new Map<string, number>();
-  /** Connections still in their handshake (no request yet), oldest first: shed first under pressure. */
-  private readonly handshakes = new Set<Connection>();
-  /** The same, by client key. */
-  private readonly handshakesByClient = new Map<string, Set<Connection>>();
+  /** Counts and handshakes shared by every generation of the proxy. */
+  private budget = new ConnectionBudget();
   private nextId = 1;
   /** Refusals since the last log line, by message. */
   private readonly refusals = new Map<string, { fields: Record<string, unknown>; count: number }>();
@@ -57,7 +73,76 @@ export class Kernel {
     @inject(Tokens.Upstream) readonly upstream: Upstream,
     /** Clock. */
     @inject(Tokens.Clock) readonly clock: Clock,
-  ) {}
+    /** The config's `upstream.interceptors`, constructed. */
+    @inject(Tokens.UpstreamInterceptors) interceptors: readonly DispatchInterceptor[],
+  ) {
+    this.dispatch = new UpstreamDispatch(upstream, interceptors);
+    this.resolution = names;
+  }
+
+  /**
+   * Name resolution as a chain: plugins add interceptors in `apply()`
+   * (`kernel.resolution.intercept({ name, stage }, next => query => …)`), which see and may filter
+   * whatever answered (an `onResolve` tap or the resolver). The same object as {@link names}.
+   */
+  readonly resolution: NameResolution;
+
+  /**
+   * How streams reach the upstream: CONNECT, and RESOLVE/RESOLVE_PTR when the upstream answers
+   * them. Plugins wrap it in `apply()` (`kernel.dispatch.intercept({ name, stage }, next => …)`);
+   * the kernel and the resolve plugins call `run()`.
+   */
+  readonly dispatch: UpstreamDispatch;
+
+  private serviceReader: ServiceReader | undefined;
+  private apiView: PluginApi | undefined;
+
+  /** @internal The proxy's services, for plugins (set when the generation is built). */
+  attachServices(reader: ServiceReader): void {
+    this.serviceReader = reader;
+  }
+
+  /** The proxy's services by token (`kernel.services.get(Tokens.X)`). */
+  get services(): ServiceReader {
+    if (!this.serviceReader) throw new Error('the kernel has no services yet (it was not built by a proxy)');
+    return this.serviceReader;
+  }
+
+  /** A signal that aborts after `timeouts.connect` or when `conn` goes away: the deadline of one lookup made for a connection. */
+  lookupSignal(conn: ConnectionContext): AbortSignal {
+    return AbortSignal.any([conn.signal, AbortSignal.timeout(this.config.timeouts.connect)]);
+  }
+
+  /**
+   * The narrow view plugins get in `apply()`: hooks, config, logger, clock, services, dispatch,
+   * resolution, lookupSignal. It also carries, untyped and deprecated, the members plugins were
+   * documented to use on the kernel before (`resolver`, `names`, `upstream`, `lookup()`,
+   * `reverse()`), so a plugin written as `apply(kernel: Kernel)` keeps working; nothing else of
+   * the kernel (connections, limits, teardown).
+   */
+  get api(): PluginApi {
+    return (this.apiView ??= Object.freeze({
+      hooks: this.hooks,
+      config: this.config,
+      logger: this.logger,
+      clock: this.clock,
+      services: this.services,
+      dispatch: this.dispatch,
+      resolution: this.resolution,
+      lookupSignal: (conn: ConnectionContext) => this.lookupSignal(conn),
+      resolver: this.resolver,
+      names: this.names,
+      upstream: this.upstream,
+      lookup: (name: string, family: 0 | 4 | 6, conn: ConnectionContext | undefined) => this.names.lookup(name, family, conn),
+      reverse: (address: string, conn: ConnectionContext | undefined) => this.names.reverse(address, conn),
+    }));
+  }
+
+  /** Compose the interceptor chains and freeze them (`proxy.listen()` calls it before any bind; the first dispatch does too). */
+  seal(): void {
+    this.dispatch.seal();
+    this.names.seal();
+  }
 
   /** Number of open client connections. */
   get connectionCount(): number {
@@ -95,15 +180,15 @@ export class Kernel {
     // pressure; with none to shed, the new one is closed at once, without a byte. Either way the
     // log says so, at most once a second.
     let reason: 'limits.maxConnectionsPerClient' | 'limits.maxConnections' | undefined;
-    if (perClientMax > 0 && (this.perClient.get(key) ?? 0) >= perClientMax && !this.shedHandshake(key, 'limits.maxConnectionsPerClient')) reason = 'limits.maxConnectionsPerClient';
-    else if (this.live.size >= limits.maxConnections && !this.shedHandshake(undefined, 'limits.maxConnections')) reason = 'limits.maxConnections';
+    if (perClientMax > 0 && (this.budget.perClient.get(key) ?? 0) >= perClientMax && !this.shedHandshake(key, 'limits.maxConnectionsPerClient')) reason = 'limits.maxConnectionsPerClient';
+    else if (this.budget.total >= limits.maxConnections && !this.shedHandshake(undefined, 'limits.maxConnections')) reason = 'limits.maxConnections';
     if (reason) {
       discard(socket);
       this.noteRefusal(`connections refused: ${reason} reached`, { limit: reason });
       if (channels.refused.hasSubscribers) channels.refused.publish({ reason, clientAddress: address });
       return;
     }
-    const fromClient = this.perClient.get(key) ?? 0;
+    const fromClient = this.budget.perClient.get(key) ?? 0;
     const id = this.nextId++;
     const family =
       peer?.family ?? (listener.path !== undefined || socket.remoteFamily === undefined ? 'unix' : socket.remoteFamily === 'IPv6' && !address.includes('.') ? 'IPv6' : 'IPv4');
@@ -137,11 +222,12 @@ export class Kernel {
       }
     }
     this.live.add(conn);
-    this.perClient.set(key, fromClient + 1);
-    this.handshakes.add(conn);
-    const mine = this.handshakesByClient.get(key);
+    this.budget.total++;
+    this.budget.perClient.set(key, fromClient + 1);
+    this.budget.handshakes.add(conn);
+    const mine = this.budget.handshakesByClient.get(key);
     if (mine) mine.add(conn);
-    else this.handshakesByClient.set(key, new Set([conn]));
+    else this.budget.handshakesByClient.set(key, new Set([conn]));
     if (channels.accepted.hasSubscribers) channels.accepted.publish({ conn: conn.ctx });
     conn.start(peer?.initial);
   }
@@ -151,7 +237,7 @@ export class Kernel {
    * if there is none.
    */
   private shedHandshake(key: string | undefined, limit: string): boolean {
-    const pool = key === undefined ? this.handshakes : this.handshakesByClient.get(key);
+    const pool = key === undefined ? this.budget.handshakes : this.budget.handshakesByClient.get(key);
     const oldest = pool?.values().next().value as Connection | undefined;
     if (!oldest) return false;
     oldest.ctx.log.debug({ client: oldest.ctx.clientAddress, limit }, 'handshake closed to make room for a new connection (oldest first)');
@@ -162,11 +248,11 @@ export class Kernel {
 
   /** @internal A connection's handshake is over (its request arrived): it is no longer shed under pressure. */
   handshakeDone(conn: Connection): void {
-    if (!this.handshakes.delete(conn)) return;
+    if (!this.budget.handshakes.delete(conn)) return;
     const a = clientKey(conn.ctx.clientAddress);
-    const mine = this.handshakesByClient.get(a);
+    const mine = this.budget.handshakesByClient.get(a);
     mine?.delete(conn);
-    if (mine?.size === 0) this.handshakesByClient.delete(a);
+    if (mine?.size === 0) this.budget.handshakesByClient.delete(a);
   }
 
   /**
@@ -198,10 +284,22 @@ export class Kernel {
   forget(conn: Connection): void {
     if (!this.live.delete(conn)) return;
     this.handshakeDone(conn);
+    this.budget.total--;
     const a = clientKey(conn.ctx.clientAddress);
-    const n = (this.perClient.get(a) ?? 1) - 1;
-    if (n <= 0) this.perClient.delete(a);
-    else this.perClient.set(a, n);
+    const n = (this.budget.perClient.get(a) ?? 1) - 1;
+    if (n <= 0) this.budget.perClient.delete(a);
+    else this.budget.perClient.set(a, n);
+  }
+
+  /**
+   * @internal On a reload, before this (new) kernel accepts anything: count against the limits
+   * the connections `previous` (the replaced generation) still serves, and let its oldest
+   * handshakes be shed like this kernel's own. A reload must not hand every client a fresh
+   * `maxConnectionsPerClient` (nor the proxy a fresh `maxConnections`).
+   */
+  shareBudget(previous: Kernel): void {
+    if (this.live.size > 0) throw new Error('shareBudget: this kernel has accepted connections already');
+    this.budget = previous.budget;
   }
 
   /** Tear down every open connection now; tunnels are reset on both sides ({@link Connection.cut}). */

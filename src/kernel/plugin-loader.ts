@@ -7,11 +7,11 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BUILTIN_PLUGINS } from '../config/builtins.js';
 import { importModule } from '../config/load.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { deepFreeze, validate } from '../config/validate.js';
 import { ConfigError, errorMessage } from '../errors.js';
-import { BUILTIN_CLASSES } from './builtin-registry.js';
 import type { PluginClass } from './plugin.js';
 
 /** A plugin class with validated options, ready to construct. */
@@ -121,6 +121,21 @@ function describeValue(v: unknown): string {
   return `a ${typeof v}`;
 }
 
+/**
+ * Load a built-in plugin's class by its package specifier (`socksmith/plugins/<name>`). The
+ * `import()` runs here, inside the package, so Node resolves the specifier through the package's
+ * own `exports` (a self-reference) to the same module instance a user's `import` would get.
+ */
+async function loadBuiltin(specifier: string, key: string): Promise<unknown> {
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(specifier)) as { default?: unknown };
+  } catch (err) {
+    throw new ConfigError(key, `built-in plugin is not available in this build: cannot load ${specifier}: ${errorMessage(err).split('\n')[0]}`, 'SOCKSMITH_ERR_CONFIG_MODULE', { cause: err });
+  }
+  return mod.default;
+}
+
 /** Validate options against a class's `meta.schema` (if any), prefixing errors with `key`. */
 export function validateOptions(schema: object | undefined, options: unknown, key: string): unknown {
   if (!schema) return deepFreeze(options ?? {});
@@ -159,8 +174,11 @@ async function loadPlugin(entry: ResolvedConfig['plugins'][number], config: Reso
   const key = `plugins.${entry.name}`;
   let Class: unknown;
   if (entry.builtin) {
-    Class = BUILTIN_CLASSES[entry.name as keyof typeof BUILTIN_CLASSES];
-    if (!Class) throw new ConfigError(key, 'built-in plugin is not available in this build');
+    // A built-in goes through the loader a third-party plugin uses; only its specifier is preset.
+    const specifier = BUILTIN_PLUGINS.find((b) => b.name === entry.name)?.module;
+    if (!specifier) throw new ConfigError(key, 'built-in plugin is not available in this build');
+    Class = await loadBuiltin(specifier, key);
+    if (!isPluginClass(Class)) throw new ConfigError(key, `built-in plugin is not available in this build: ${specifier} exports ${describeValue(Class)}`, 'SOCKSMITH_ERR_CONFIG_MODULE');
   } else {
     Class = await loadDefaultExport(entry.module!, config.source.dir, `${key}.module`);
     if (!isPluginClass(Class)) {

@@ -1,13 +1,13 @@
 /**
  * The plugin contract: a class with static `meta` and an `apply(kernel)` method.
  *
- * Lifecycle (Caddy's modules, fastify's pluginTimeout): construct (through DI, options injected
- * under `Tokens.PluginOptions`; no side effects) → options validated against `meta.schema` →
- * `apply(kernel)` taps hooks → `start()` (async, bounded by `timeouts.pluginStart`) → … →
+ * Lifecycle (Caddy's modules, fastify's pluginTimeout): options validated against `meta.schema` →
+ * construct (through DI, options injected under `Tokens.PluginOptions`; no side effects) →
+ * `provision(services)` (optional) → `apply(api)` taps hooks → `start()` (async, bounded by `timeouts.pluginStart`) → … →
  * `close()` (must work even if `start()` failed or never ran).
  * @packageDocumentation
  */
-import type { Kernel } from './kernel.js';
+import type { PluginApi, ServiceRegistry } from './api.js';
 
 /** Static description of a plugin class. */
 export interface PluginMeta {
@@ -23,8 +23,14 @@ export interface PluginMeta {
 
 /** A plugin instance. */
 export interface SocksmithPlugin {
-  /** Tap the kernel's hooks. Called once, synchronously, before any listener binds. */
-  apply(kernel: Kernel): void;
+  /**
+   * Optional, before `apply()`: supply (`services.provide`) or wrap (`services.decorate`) a
+   * service such as `Tokens.Resolver`, `Tokens.Upstream`, `Tokens.UsersStore` or
+   * `Tokens.DestinationCheck`. Synchronous; in config order; the kernel is built after it.
+   */
+  provision?(services: ServiceRegistry): void;
+  /** Tap the hooks and add interceptors. Called once, synchronously, before any listener binds. */
+  apply(api: PluginApi): void;
   /** Optional async start (open files, warm caches). Bounded by `timeouts.pluginStart`. */
   start?(): Promise<void> | void;
   /**

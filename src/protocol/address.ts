@@ -3,6 +3,7 @@
  * Pure functions, no sockets and no DNS.
  * @packageDocumentation
  */
+import { domainToASCII } from 'node:url';
 import ipaddr from 'ipaddr.js';
 
 /** Which kind of address a SOCKS message carried (SOCKS5 ATYP 01 / 04 / 03; SOCKS4 IP or SOCKS4A name). */
@@ -35,13 +36,30 @@ export function isIPv6(host: string): boolean {
 }
 
 /**
+ * An IPv6 literal (no brackets, no zone id; check with {@link isIPv6} first) in canonical form:
+ * RFC 5952 (lower case, the longest run of zero groups as `::`), never a dotted tail.
+ *
+ * The WHATWG URL host serialiser's, not ipaddr.js's: ipaddr.js reads the deprecated
+ * IPv4-compatible spelling `::a.b.c.d` as the IPv4-mapped `::ffff:a.b.c.d`, so `::127.0.0.1`
+ * (`::7f00:1`, which no host routes to 127.0.0.1) would become an address of 127.0.0.1.
+ */
+export function canonicalIPv6(host: string): string {
+  return domainToASCII(`[${host}]`).slice(1, -1);
+}
+
+/** An IPv6 literal (see {@link isIPv6}) parsed by ipaddr.js, from its canonical form ({@link canonicalIPv6}). */
+export function parseIPv6(host: string): ipaddr.IPv6 {
+  return ipaddr.IPv6.parse(canonicalIPv6(host));
+}
+
+/**
  * Classify a host string: an IPv4 or IPv6 literal (brackets allowed around IPv6) or a name.
  * IPv6 literals come back in canonical form without brackets.
  */
 export function classifyHost(host: string, port: number): SocksAddress {
   if (isIPv4(host)) return { kind: 'ipv4', host, port };
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  if (isIPv6(bare)) return { kind: 'ipv6', host: ipaddr.IPv6.parse(bare).toString(), port };
+  if (isIPv6(bare)) return { kind: 'ipv6', host: canonicalIPv6(bare), port };
   return { kind: 'domain', host, port };
 }
 
@@ -52,7 +70,7 @@ export function ipv4ToBytes(host: string): Uint8Array {
 
 /** The 16 bytes of an IPv6 literal. */
 export function ipv6ToBytes(host: string): Uint8Array {
-  return Uint8Array.from(ipaddr.IPv6.parse(host).toByteArray());
+  return Uint8Array.from(parseIPv6(host).toByteArray());
 }
 
 /** Dotted-quad text of 4 bytes at `offset`. */

@@ -3,8 +3,8 @@
  * @packageDocumentation
  */
 import { domainToASCII } from 'node:url';
-import { type SocksAddress, isIPv4, isIPv6, ipv6ToBytes } from './address.js';
-import ipaddr from 'ipaddr.js';
+import { domainToUnicode } from 'node:url';
+import { type SocksAddress, canonicalIPv6, isIPv4, isIPv6, ipv6ToBytes } from './address.js';
 
 /** Lowercase a name and drop one trailing dot (`Example.COM.` → `example.com`). */
 export function normalizeName(name: string): string {
@@ -56,7 +56,8 @@ export const MAX_NAME_LENGTH = 255;
  *   punycode, and names whose last label is a number but not a valid IPv4 address (`1.2.3.999`).
  * - Refused as well: the ASCII characters of {@link FORBIDDEN_ASCII} anywhere in the raw name, an
  *   empty label (`a..b`, `.a`; one trailing dot is kept: `x.onion.`), and a result longer than
- *   {@link MAX_NAME_LENGTH}.
+ *   {@link MAX_NAME_LENGTH}; and an `xn--` label that decodes to ASCII only (`xn--onion-`, which
+ *   reads `onion`: an error in UTS-46 since Unicode 15.1 that `domainToASCII` lets through).
  *
  * Names come back as lower-case ASCII (`xn--` labels for IDNs). The function is idempotent.
  */
@@ -66,7 +67,7 @@ export function normalizeHost(host: string): string | undefined {
   if (bare.includes(':')) {
     // Only an IPv6 literal may contain a colon; a zone id (`%`) is refused.
     if (bare.includes('%') || !isIPv6(bare)) return undefined;
-    return ipaddr.IPv6.parse(bare).toString();
+    return canonicalIPv6(bare);
   }
   if (FORBIDDEN_ASCII.test(host)) return undefined;
   const ascii = domainToASCII(host);
@@ -74,8 +75,21 @@ export function normalizeHost(host: string): string | undefined {
   if (isIPv4(ascii)) return ascii;
   if (ascii.startsWith('[')) return undefined; // cannot happen after the checks above; never a name
   const body = ascii.endsWith('.') ? ascii.slice(0, -1) : ascii;
-  if (body.split('.').includes('')) return undefined;
+  const labels = body.split('.');
+  if (labels.includes('')) return undefined;
+  if (labels.some(asciiPunycode)) return undefined;
   return ascii;
+}
+
+/**
+ * True for an `xn--` label whose Punycode decodes to ASCII only (`xn--onion-` is `onion`). UTS-46
+ * (since Unicode 15.1, §4.1 step 4) makes such a label an error, but Node's `domainToASCII` (ada)
+ * passes it through, and so do Node's resolvers: `x.xn--onion-` would be queried as it is, and a
+ * client that decodes IDNs reads it as `x.onion`. Refused like any name that does not normalise.
+ */
+function asciiPunycode(label: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return label.startsWith('xn--') && /^[\x00-\x7f]*$/.test(domainToUnicode(label));
 }
 
 /**

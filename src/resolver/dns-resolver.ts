@@ -22,6 +22,18 @@ import type { LookupOptions, Resolver } from './types.js';
 type Cached = { ok: true; addresses: readonly ResolvedAddress[] } | { ok: false; message: string };
 type CachedNames = { ok: true; names: readonly string[] } | { ok: false; message: string };
 
+/**
+ * Lookups in flight: what `resolver.maxPending` and `resolver.maxPendingPerClient` count. One per
+ * proxy, handed from each configuration's resolver to the next on a reload, as the connection
+ * budget is: the lookups an old configuration still waits for count against the new one's limits.
+ */
+class PendingBudget {
+  /** Queries in flight (forward and reverse), every generation together. */
+  total = 0;
+  /** The same by the client that started them, keyed by {@link clientKey} (an IPv6 client by its /64). */
+  readonly byClient = new Map<string, number>();
+}
+
 /** DNS resolution with a partitioned TTL cache. */
 @injectable()
 export class DnsResolver implements Resolver {
@@ -29,13 +41,11 @@ export class DnsResolver implements Resolver {
   private readonly ptrCache: PartitionedCache<CachedNames>;
   private readonly inflight = new Map<string, Promise<readonly ResolvedAddress[]>>();
   private readonly ptrInflight = new Map<string, Promise<readonly string[]>>();
-  /** Queries in flight (forward and reverse), for `resolver.maxPending`. */
-  private pending = 0;
   /**
-   * Queries in flight by the client that started them, keyed by {@link clientKey} (an IPv6
-   * client by its /64), for `resolver.maxPendingPerClient`.
+   * Queries in flight, in all and by client, for `resolver.maxPending` and
+   * `resolver.maxPendingPerClient`; handed on across a reload ({@link DnsResolver.shareBudget}).
    */
-  private readonly pendingByClient = new Map<string, number>();
+  private budget = new PendingBudget();
   /** Set by close(): new lookups are refused. */
   private closed = false;
   /** Fail each pending query at once (close()). */
@@ -179,28 +189,45 @@ export class DnsResolver implements Resolver {
    */
   private admit(what: string, client: string | undefined): string | undefined {
     if (this.closed) throw new ResolveError(`cannot ${what}: the resolver is closed`, { rep: 0x01 });
-    if (this.pending >= this.cfg.maxPending) {
+    const b = this.budget;
+    if (b.total >= this.cfg.maxPending) {
       throw new ResolveError(`cannot ${what}: ${this.cfg.maxPending} lookups already pending (resolver.maxPending)`, { rep: 0x01 });
     }
     const k = client ? clientKey(client) : undefined;
     if (k !== undefined) {
-      const mine = this.pendingByClient.get(k) ?? 0;
+      const mine = b.byClient.get(k) ?? 0;
       if (mine >= this.cfg.maxPendingPerClient) {
         throw new ResolveError(`cannot ${what}: ${mine} lookups of this client already pending (resolver.maxPendingPerClient)`, { rep: 0x01 });
       }
-      this.pendingByClient.set(k, mine + 1);
+      b.byClient.set(k, mine + 1);
     }
-    this.pending++;
+    b.total++;
     return k;
   }
 
   /** Give back what {@link admit} took. */
   private settled(k: string | undefined): void {
-    this.pending--;
+    const b = this.budget;
+    b.total--;
     if (k === undefined) return;
-    const n = (this.pendingByClient.get(k) ?? 1) - 1;
-    if (n <= 0) this.pendingByClient.delete(k);
-    else this.pendingByClient.set(k, n);
+    const n = (b.byClient.get(k) ?? 1) - 1;
+    if (n <= 0) b.byClient.delete(k);
+    else b.byClient.set(k, n);
+  }
+
+  /**
+   * @internal On a reload, before this (new) resolver takes a lookup: count the lookups that
+   * `previous` (the replaced configuration's resolver) still has in flight against this one's
+   * `resolver.maxPending` and `maxPendingPerClient`, and share the counts from now on, so that a
+   * reload does not hand every client a fresh allowance. Each resolver checks the shared counts
+   * against its own configuration's limits: after a reload that changes them, new lookups meet
+   * the new limits at once (a raised limit admits more as soon as it is in force; a lowered one
+   * refuses new lookups until the ones in flight, old and new, are back under it), and the old
+   * configuration's connections, still on the old resolver, keep meeting the old limits.
+   */
+  shareBudget(previous: DnsResolver): void {
+    if (this.budget.total > 0) throw new Error('shareBudget: this resolver has lookups in flight already');
+    this.budget = previous.budget;
   }
 
   /** `work`, or a rejection as soon as the resolver closes, whichever comes first. */

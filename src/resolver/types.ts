@@ -1,6 +1,7 @@
 /**
  * The resolver service interface. The built-in implementation is {@link DnsResolver}; a plugin can
- * register its own under `Tokens.Resolver`, or answer single lookups by tapping `onResolve`.
+ * supply its own (`services.provide(Tokens.Resolver, …)`) or wrap it (`services.decorate`) in
+ * `provision()`, or answer single lookups by tapping `onResolve`.
  * @packageDocumentation
  */
 import type { ResolvedAddress } from '../kernel/hooks.js';

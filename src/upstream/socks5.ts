@@ -2,7 +2,7 @@
  * The `socks5` upstream: chain every stream to another SOCKS5 server, such as Tor's SocksPort.
  *
  * - Hostnames go on as names (ATYP 03) and are never resolved here: fronting Tor must not leak DNS.
- * - Credentials: `conn.upstreamCredentials` (set per stream by plugins such as isolation), else the
+ * - Credentials: the stream's `UpstreamAuth` key (set per stream by plugins such as isolation), else the
  *   configured username/password. With credentials the greeting offers `00 02` and the server
  *   chooses (Tor with IsolateSOCKSAuth chooses 02).
  * - The upstream's reply code is carried back to the client (`UpstreamError.rep`).
@@ -40,6 +40,7 @@ import {
 } from '../protocol/codec.js';
 import { AuthStatus, Command, Method, Rep } from '../protocol/constants.js';
 import { repForError } from './errors.js';
+import { UpstreamAuth } from './credentials.js';
 import { type SocketOwner, adopt, discard, release } from '../kernel/socket-owner.js';
 import type { ConnectOptions, Upstream, UpstreamStream } from './types.js';
 
@@ -123,7 +124,8 @@ export class Socks5Upstream implements Upstream {
   }
 
   private credentials(conn: ConnectionContext): UpstreamCredentials | undefined {
-    if (conn.upstreamCredentials) return conn.upstreamCredentials;
+    const auth = conn.get(UpstreamAuth);
+    if (auth) return auth;
     if (this.options.username !== undefined || this.options.password !== undefined) {
       return { username: this.options.username ?? '', password: this.options.password ?? '' };
     }

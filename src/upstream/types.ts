@@ -3,7 +3,9 @@
  *
  * An upstream opens a stream to a destination for a connection and resolves with a connected
  * Duplex, or rejects with an error carrying the SOCKS5 reply code (`rep`) the client should get.
- * Interceptors wrap the connect function (undici's `Dispatcher.compose`).
+ * The kernel reaches the upstream through one dispatch function (CONNECT, and RESOLVE F0 /
+ * RESOLVE_PTR F1 when the upstream answers them), which plugins and `upstream.interceptors` wrap
+ * with interceptors (undici's `Dispatcher.compose`; src/kernel/dispatch.ts).
  * @packageDocumentation
  */
 import type { Duplex } from 'node:stream';
@@ -21,6 +23,34 @@ export interface ConnectOptions {
    * as soon as the bytes can go out (right behind its request), before it confirms.
    */
   readonly early: EarlyData | undefined;
+}
+
+/**
+ * Options of one dispatch: a {@link ConnectOptions} plus the command and the kernel's held early
+ * bytes. The upstream's `connect()` receives this object (it is a ConnectOptions too).
+ */
+export interface DispatchOptions extends ConnectOptions {
+  /** `Command.CONNECT`, `Command.RESOLVE` (F0) or `Command.RESOLVE_PTR` (F1). */
+  readonly command: number;
+  /**
+   * The client bytes the kernel holds for this stream (CONNECT; `undefined` otherwise). An
+   * interceptor that grants early sending passes them on as `early` (the optimistic-data plugin).
+   */
+  readonly held: EarlyData | undefined;
+}
+
+/** What a dispatch resolves with: an open stream for CONNECT, the upstream's reply for F0/F1. */
+export type DispatchResult = UpstreamStream | Reply;
+
+/** Dispatch one command for `conn` to the upstream. Reject with an error that has a numeric `rep` to choose the reply. */
+export type Dispatch = (destination: SocksAddress, conn: ConnectionContext, options: DispatchOptions) => Promise<DispatchResult>;
+
+/** Wrap a {@link Dispatch} (`kernel.dispatch.intercept(...)`, or a module in `upstream.interceptors`). */
+export type DispatchInterceptor = (next: Dispatch) => Dispatch;
+
+/** True when a dispatch result is an open stream (CONNECT), not a reply. */
+export function isStream(result: DispatchResult): result is UpstreamStream {
+  return 'stream' in result;
 }
 
 /** A stream that is open. */

@@ -181,15 +181,23 @@ describe('config errors: all at once, with frames and hints', { concurrency: tru
     assert.match(got[1]!, /^socksmith: config error: plugins\.isolation\.IsolateDestPrt: unknown key/);
   });
 
-  test('a JSON syntax error: one line with line and column, then the code frame', async () => {
-    const cfg = write('broken.json', '{\n  "listen": [\n    { "host": "127.0.0.1", "port": 1080, }\n  ]\n}\n');
-    const r = await runCli(['--config', cfg, '--check']);
-    assert.equal(r.code, 78);
-    const got = r.stderr.split('\n');
-    assert.match(got[0]!, new RegExp(`^socksmith: config error: cannot load ${cfg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: JSON syntax error: .* \\(line 3, column 42\\)$`));
-    assert.equal(got[3], '  > 3 |     { "host": "127.0.0.1", "port": 1080, }');
-    assert.equal(got[4], `      | ${' '.repeat(41)}^`);
-  });
+  // The JSON parser colours its code frame when it thinks the terminal can show colours (it does
+  // under CI=true or FORCE_COLOR, even into a pipe): the message must be the same either way.
+  for (const [label, env] of [
+    ['', undefined],
+    [' (FORCE_COLOR=1 CI=true: the parser colours its frame)', { ...process.env, FORCE_COLOR: '1', CI: 'true' }],
+  ] as const) {
+    test(`a JSON syntax error: one line with line and column, then the code frame${label}`, async () => {
+      const cfg = write('broken.json', '{\n  "listen": [\n    { "host": "127.0.0.1", "port": 1080, }\n  ]\n}\n');
+      const r = await runCli(['--config', cfg, '--check'], env ? { env } : {});
+      assert.equal(r.code, 78);
+      const got = r.stderr.split('\n');
+      assert.match(got[0]!, new RegExp(`^socksmith: config error: cannot load ${cfg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: JSON syntax error: .* \\(line 3, column 42\\)$`));
+      assert.equal(got[3], '  > 3 |     { "host": "127.0.0.1", "port": 1080, }');
+      assert.equal(got[4], `      | ${' '.repeat(41)}^`);
+      assert.doesNotMatch(r.stderr, /\x1b\[/, 'no terminal escapes');
+    });
+  }
 
   test('a YAML syntax error: one line with line and column, then the code frame', async () => {
     const cfg = write('broken.yaml', 'listen:\n  - host: 127.0.0.1\n   port: 1080\n');

@@ -125,3 +125,35 @@ test('SIGHUP: new config for new connections, open tunnel untouched, invalid con
     assert.equal(await cli.stop('SIGTERM'), 0);
   }
 });
+
+test('after a reload, the "shutting down" line counts the old configuration\'s open tunnels and gives the current drain (issue #10 review)', async () => {
+  const file = path.join(dir, 'shutdown.config.json');
+  const write = (drain: number, port: number) => fs.writeFileSync(file, JSON.stringify({ listen: [{ host: '127.0.0.1', port }], plugins: ALL_OFF, log: { level: 'info' }, timeouts: { drain } }));
+  write(20_000, 0);
+  const cli = await startCli(['--config', file]);
+  let open: RawClient | undefined;
+  try {
+    const port = portOf(cli.listening[0]!);
+    open = await tunnel(port);
+    write(1_500, port);
+    cli.child.kill('SIGHUP');
+    await waitFor(() => cli.stderr().includes('configuration reloaded') || cli.stderr().includes('reload failed'), 'the reload');
+    assert.match(cli.stderr(), /configuration reloaded/, cli.stderr().slice(-600));
+    cli.child.kill('SIGTERM');
+    await waitFor(() => cli.stderr().includes('"shutting down"'), 'the shutting-down line');
+    const line = cli
+      .stderr()
+      .split('\n')
+      .filter((l) => l.includes('"shutting down"'))
+      .map((l) => JSON.parse(l) as { signal: string; drainMs: number; open: number });
+    assert.equal(line.length, 1);
+    assert.equal(line[0]!.signal, 'SIGTERM');
+    assert.equal(line[0]!.open, 1, 'the tunnel the old configuration accepted is open');
+    assert.equal(line[0]!.drainMs, 1_500, 'the reloaded configuration\'s drain, which close() applies');
+    // The drain really is the new one: the tunnel is cut (reset) after 1.5 s, not 20 s; the exit is clean.
+    assert.equal(await cli.exited, 0);
+  } finally {
+    open?.destroy();
+    await cli.stop('SIGKILL');
+  }
+});

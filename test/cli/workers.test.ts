@@ -451,3 +451,32 @@ test('--workers N|auto overrides the config before validation', async () => {
   for (const bad of ['0', '1025', '-1', '2.5', 'two', '']) assert.throws(() => parseCliArgs([`--workers=${bad}`]), /^ConfigError: --workers: must be an integer from 1 to 1024 or auto/);
   assert.deepEqual(withOverrides({ workers: 4, log: { level: 'warn' } }, parseCliArgs(['--workers', '2'])), { workers: 2, log: { level: 'warn' } });
 });
+
+test('workers: after a reload, each worker\'s "shutting down" line counts the old configuration\'s tunnels and gives the current drain (issue #10 review)', async () => {
+  const file = path.join(dir, 'shutdown.json');
+  const write = (drain: number, port: number) => fs.writeFileSync(file, JSON.stringify({ workers: 2, listen: [{ host: '127.0.0.1', port }], plugins: ALL_OFF, log: { level: 'info' }, timeouts: { drain } }));
+  write(20_000, 0);
+  const cli = await startCli(['--config', file], { timeoutMs: 30_000 });
+  running.push(cli);
+  let open: RawClient | undefined;
+  try {
+    const port = portOf(cli.listening[0]!);
+    await waitFor(() => workerPids(cli).length === 2, 'worker pids');
+    open = await RawClient.connect(port);
+    await connectEcho(open);
+    write(1_500, port);
+    cli.child.kill('SIGHUP');
+    await waitFor(() => logs(cli).find((l) => l.msg === 'configuration reloaded' && l.pid === cli.child.pid), 'the reload');
+    cli.child.kill('SIGTERM');
+    const lines = await waitFor(() => {
+      const w = logs(cli).filter((l) => l.msg === 'shutting down' && l.pid !== cli.child.pid);
+      return w.length === 2 ? w : undefined;
+    }, 'both workers\' shutting-down lines');
+    assert.deepEqual(lines.map((l) => l.drainMs), [1_500, 1_500], 'the reloaded drain');
+    assert.deepEqual(lines.map((l) => l.open as number).sort(), [0, 1], 'the worker holding the tunnel counts it, though an old configuration accepted it');
+    assert.equal(await cli.exited, 0);
+  } finally {
+    open?.destroy();
+    await cli.stop('SIGKILL');
+  }
+});

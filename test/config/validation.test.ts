@@ -123,7 +123,7 @@ describe('resolveConfig errors name the key', () => {
     assertConfigError(
       { upstream: { type: 'direct', localAdress: '127.0.0.1' } },
       'upstream.localAdress',
-      'upstream.localAdress: unknown key (did you mean "localAddress"? allowed: type, localAddress, attemptTimeout)',
+      'upstream.localAdress: unknown key (did you mean "localAddress"? allowed: type, localAddress, attemptTimeout, interceptors)',
     );
   });
 

@@ -339,3 +339,84 @@ test('300 connections from a TRUSTED balancer without a valid PROXY header: a fe
     await px.close();
   }
 });
+
+test('a reload (SIGHUP) does not reset the limits: tunnels the old configuration still serves count against the new one (per client and in all)', async () => {
+  // Before: each generation counted only its own connections, so every reload gave each client a
+  // fresh maxConnectionsPerClient (and the proxy a fresh maxConnections): 3 tunnels per client
+  // became 6 after one reload, 9 after two (found by adversarial testing, issue #10).
+  const px = await startProxy({ limits: { maxConnectionsPerClient: 3, maxConnections: 5 } });
+  const clients: RawClient[] = [];
+  const open = async (localAddress: string): Promise<RawClient> => {
+    const c = await connectClient(px.port, { localAddress });
+    clients.push(c);
+    return c;
+  };
+  try {
+    for (let i = 0; i < 3; i++) await tunnel(await open('127.0.0.2'));
+    for (const _ of [1, 2]) {
+      await px.proxy.reload(px.proxy.config);
+      const extra = await open('127.0.0.2');
+      extra.write(Buffer.concat([hex('05 01 00'), req5(1, '127.0.0.1', echo.port)]));
+      assert.equal((await extra.readToEnd(5000)).length, 0, 'a 4th tunnel from 127.0.0.2 is refused at accept, without a byte, after the reload too');
+    }
+    for (const c of clients.slice(0, 3)) await echoes(c, 'old tunnels still relay');
+    // In all: 3 from 127.0.0.2 + 2 from 127.0.0.3 fill maxConnections: 5; a sixth is refused.
+    for (let i = 0; i < 2; i++) await tunnel(await open('127.0.0.3'));
+    const sixth = await open('127.0.0.4');
+    sixth.write(Buffer.concat([hex('05 01 00'), req5(1, '127.0.0.1', echo.port)]));
+    assert.equal((await sixth.readToEnd(5000)).length, 0, 'maxConnections counts the old generation too');
+  } finally {
+    for (const c of clients) c.destroy();
+    await px.close();
+  }
+});
+
+test('a reload (SIGHUP) does not reset the DNS budget: lookups the old configuration still waits for count against the new one\'s maxPendingPerClient and maxPending (issue #10 review)', async () => {
+  // Before: each configuration's resolver counted only its own lookups, so right after a reload
+  // every client had a fresh maxPendingPerClient and the proxy a fresh maxPending.
+  const answering = await startDnsServer();
+  const front = await startSilentFront(answering.port, (name) => name.endsWith('.flood.test'));
+  const silentFor = front.silentFor;
+  const px = await startProxy({
+    resolver: { servers: [`127.0.0.1:${front.port}`], timeout: 8000, tries: 1, maxPending: 6, maxPendingPerClient: 3 },
+    plugins: { resolve: true },
+  });
+  const clients: RawClient[] = [];
+  const resolve5 = (name: string) => Buffer.concat([hex('05 01 00'), req5(0xf0, name, 0, true)]);
+  /** `n` RESOLVEs from `localAddress`; the replies that come back (at once: refusals). */
+  const flood = async (localAddress: string, prefix: string, n: number): Promise<number[]> => {
+    const answers: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const c = await connectClient(px.port, { localAddress });
+      clients.push(c);
+      c.write(resolve5(`${prefix}${i}.flood.test`));
+      void c.read(4, 30000).then(
+        (r) => answers.push(r[3]!),
+        () => {},
+      );
+    }
+    return answers;
+  };
+  try {
+    const before = await flood('127.0.0.2', 'a', 3);
+    await waitFor(() => silentFor.size === 3, 'three lookups pending at the silent server', 10000);
+    await px.proxy.reload(px.proxy.config);
+    const after = await flood('127.0.0.2', 'b', 2);
+    await waitFor(() => after.length === 2, 'the new lookups from 127.0.0.2 to be refused', 10000);
+    assert.deepEqual(after, [0x04, 0x04], "127.0.0.2's lookups in the old configuration count against its share in the new one");
+    assert.equal(before.length, 0, 'the old lookups are still pending');
+    // In all: 3 old + 3 new from 127.0.0.3 fill maxPending: 6; a lookup from 127.0.0.4 is refused.
+    const third = await flood('127.0.0.3', 'c', 3);
+    await waitFor(() => silentFor.size === 6, 'six lookups pending', 10000);
+    const fourth = await flood('127.0.0.4', 'd', 1);
+    await waitFor(() => fourth.length === 1, 'the lookup from 127.0.0.4 to be refused', 10000);
+    assert.deepEqual(fourth, [0x04], 'maxPending counts the old configuration\'s lookups too');
+    assert.equal(third.length, 0);
+    assert.equal(silentFor.size, 6, 'never more than maxPending queries reached the DNS server');
+  } finally {
+    for (const c of clients) c.destroy();
+    await px.close();
+    front.close();
+    await answering.close();
+  }
+});

@@ -39,13 +39,18 @@ test('clientKey: IPv4 as it is, IPv6 by its /64, IPv4-mapped as the IPv4 address
   assert.notEqual(clientKey('2001:db8:1:3::a'), clientKey('2001:db8:1:2::a'));
   assert.equal(clientKey('::ffff:203.0.113.7'), '203.0.113.7');
   assert.equal(clientKey('::ffff:cb00:7107'), '203.0.113.7');
+  // NAT64 (RFC 6052 well-known prefix): the IPv4 clients of one translator are separate clients.
+  assert.equal(clientKey('64:ff9b::cb00:7107'), '203.0.113.7');
+  assert.equal(clientKey('64:ff9b::203.0.113.8'), '203.0.113.8');
+  assert.notEqual(clientKey('64:ff9b::cb00:7107'), clientKey('64:ff9b::cb00:7108'));
+  assert.equal(clientKey('64:ff9b:1::cb00:7107'), '64:ff9b:1::/64', 'the local-use prefix (RFC 8215) is an ordinary /64');
   assert.equal(clientKey('fe80::1%eth0'), 'fe80::/64%eth0');
   assert.equal(clientKey('::1'), '::/64');
   assert.equal(clientKey(''), '');
   assert.equal(clientKey('not:an:address'), 'not:an:address');
 });
 
-test('maxConnectionsPerClient counts an IPv6 client by its /64: a third address in the same /64 is refused at a cap of 2, one in the next /64 is served', async () => {
+test('maxConnectionsPerClient counts an IPv6 client by its /64: a third address in the same /64 is refused at a cap of 2, one in the next /64 is served; NAT64 clients count as their IPv4 addresses', async () => {
   const echo = await startEchoServer();
   const px = await startProxy(proxied({ limits: { maxConnectionsPerClient: 2 } }));
   const clients: RawClient[] = [];
@@ -65,6 +70,11 @@ test('maxConnectionsPerClient counts an IPv6 client by its /64: a third address 
     assert.equal((await third.readToEnd(5000)).length, 0, 'a new address in the same /64 is the same client: refused without a byte');
     const next = await tunnel('2001:db8:1:3::1');
     assert.deepEqual(await next.read(2, 10000), hex('05 00'), 'another /64 is another client');
+    // Three IPv4 hosts behind one NAT64 translator (64:ff9b::/96): three clients, not one /64.
+    for (const src of ['64:ff9b::cb00:7101', '64:ff9b::cb00:7102', '64:ff9b::cb00:7103']) {
+      const c = await tunnel(src);
+      assert.deepEqual(await c.read(2, 10000), hex('05 00'), `${src} is its own client`);
+    }
     await waitFor(() => px.logs.some((l) => l.msg === 'connections refused: limits.maxConnectionsPerClient reached'), 'the refusal line');
   } finally {
     for (const c of clients) c.destroy();

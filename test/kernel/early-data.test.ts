@@ -10,6 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import { after, test } from 'node:test';
 import type { ConnectionContext } from '../../src/kernel/context.js';
+import { Command } from '../../src/protocol/constants.js';
 import { hex } from '../helpers/hex.js';
 import { RawClient, startTcpServer, type TestServer } from '../helpers/net.js';
 import type { TestProxy } from '../helpers/proxy.js';
@@ -49,10 +50,12 @@ class SlowDnsPlugin {
     private readonly optimistic = false,
   ) {}
   apply(kernel: Kernel): void {
-    kernel.hooks.onRequest.tapPromise(SlowDnsPlugin.meta.name, async (conn: ConnectionContext) => {
-      conn.optimisticData = this.optimistic;
-      return undefined;
-    });
+    // What the optimistic-data plugin does: an interceptor that passes the held bytes on as `early`.
+    if (this.optimistic) {
+      kernel.dispatch.intercept({ name: SlowDnsPlugin.meta.name }, (next) => (destination, conn: ConnectionContext, o) =>
+        next(destination, conn, o.command === Command.CONNECT ? { ...o, early: o.held } : o),
+      );
+    }
     kernel.hooks.onResolve.tapPromise(SlowDnsPlugin.meta.name, async (q) => {
       if (q.name !== 'slow.socksmith.invalid') return undefined;
       await sleep(this.delayMs);
@@ -70,7 +73,7 @@ after(async () => {
 });
 
 for (const optimistic of [false, true]) {
-  const mode = optimistic ? 'conn.optimisticData = true (sent with the connect)' : 'held until the upstream confirms';
+  const mode = optimistic ? 'an interceptor passes held bytes as early (sent with the connect)' : 'held until the upstream confirms';
   test(`greeting + request + payload in one write reach a slow destination intact (${mode})`, async () => {
     const sink = await startSlowSink(200);
     servers.push(sink);

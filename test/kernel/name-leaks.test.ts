@@ -210,7 +210,7 @@ describe('issue #10 item 3: .onion in IDN spellings never reaches a resolver', (
   test('names that do not normalise are refused before any plugin: REP 04 / 5B / 404, nothing asked', async () => {
     dnsServer.clearLog();
     system.names.length = 0;
-    for (const name of ['a..b.test', '.a.test', 'x.onion..', 'a\\b.onion', 'a b.test', 'a%41.onion', 'a/b.onion', 'a?b.onion', 'a#.onion', 'xn--zz.test', '1.2.3.999', 'ｘ.onion／a']) {
+    for (const name of ['a..b.test', '.a.test', 'x.onion..', 'a\\b.onion', 'a b.test', 'a%41.onion', 'a/b.onion', 'a?b.onion', 'a#.onion', 'xn--zz.test', '1.2.3.999', 'ｘ.onion／a', `${LABEL}.xn--onion-`, `${LABEL}.XN--ONION-.`, 'xn--onion-']) {
       for (const proxy of [viaServers, viaSystem]) {
         for (const p of SOCKS_PATHS) {
           const bytes = answerOf(p, await ask(proxy.port, p, name));
@@ -395,6 +395,38 @@ describe('issue #10 item 4: a name that is an IP literal is one for the destinat
       }
     } finally {
       await open.close();
+    }
+  });
+});
+
+describe('issue #10 item 4 follow-up: the IPv4-compatible spelling ::a.b.c.d is the IPv6 address it writes', () => {
+  // ipaddr.js reads `::127.0.0.1` as `::ffff:127.0.0.1`; canonicalised that way, a request for
+  // ::7f00:1 (which nothing routes to 127.0.0.1) was answered or connected as 127.0.0.1.
+  test('RESOLVE of ::127.0.0.1 (name field, and HTTP-style brackets) answers ::7f00:1 (ATYP 04), not ::ffff:7f00:1', async () => {
+    for (const host of ['::127.0.0.1', '[::127.0.0.1]', '0:0:0:0:0:0:127.0.0.1']) {
+      const bytes = answerOf('socks5 RESOLVE', await ask(viaServers.port, 'socks5 RESOLVE', host));
+      assert.equal(toHex(bytes), '05 00 00 04 00 00 00 00 00 00 00 00 00 00 00 00 7f 00 00 01 00 00', host);
+    }
+  });
+
+  test('a socks5 upstream is asked for ::7f00:1 (SOCKS5 name field and HTTP CONNECT [::127.0.0.1]), never 127.0.0.1 or ::ffff:7f00:1', async () => {
+    const up = await startRecordingUpstream({ answer: () => ({ rep: 4 }) });
+    const px = await startProxy({ log: { level: 'silent' }, upstream: socks5Upstream(up.port), plugins: PLUGINS });
+    try {
+      await ask(px.port, 'socks5 CONNECT', '::127.0.0.1');
+      await ask(px.port, 'http CONNECT', '[::127.0.0.1]');
+      await up.waitSessions(2);
+      // the name field keeps ATYP 03 with the canonical text; HTTP CONNECT's bracketed literal goes as ATYP 04 (the recorder prints it uncompressed)
+      assert.deepEqual(
+        up.sessions.map((x) => [x.request?.atyp, x.request?.host]),
+        [
+          [3, '::7f00:1'],
+          [4, '0:0:0:0:0:0:7f00:1'],
+        ],
+      );
+    } finally {
+      await px.close();
+      await up.close();
     }
   });
 });

@@ -9,7 +9,7 @@ import { RawClient, startEchoServer, startHttpServer, type TestServer } from '..
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { requireTool } from '../helpers/tools.js';
 import { startRecordingUpstream } from './helpers/recording-upstream.js';
-import { run, sleep, socks5Upstream } from './helpers/socks.js';
+import { run, sleep, socks5Upstream, waitFor } from './helpers/socks.js';
 
 /** Split an HTTP response into status line, headers and body; check the framing exactly. */
 function parseResponse(raw: Buffer): { status: string; headers: Map<string, string>; body: Buffer; headLength: number } {
@@ -180,6 +180,28 @@ describe("http-detect mode 'tunnel'", () => {
       const r = await run(curl, ['-s', '--max-time', '5', flag, '--proxy', `http://127.0.0.1:${px.port}`, `http://localhost:${web.port}/via${flag}`]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, `hello from /via${flag}`);
+    }
+  });
+
+  test('a client that ends (FIN) in the middle of its head is closed at once, not held until timeouts.handshake (its descriptor freed)', async () => {
+    // Before: the half-open socket waited for the rest of the head until the handshake timeout
+    // (30 s by default), one file descriptor per such client (found by adversarial testing, issue #10).
+    const slow = await startProxy({ timeouts: { handshake: 120_000 }, plugins: { 'http-detect': { mode: 'tunnel' } } });
+    const seen = echo.connections;
+    try {
+      const head = `CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: x\r\n\r\n`;
+      for (const cut of [1, 8, 20, head.length - 1]) {
+        const c = await RawClient.connect(slow.port);
+        c.write(head.slice(0, cut));
+        await waitFor(() => slow.proxy.kernel.connectionCount === 1, 'the proxy to accept it');
+        c.end();
+        assert.equal((await c.readToEnd(10_000)).length, 0, `cut at ${cut}: closed without a byte`);
+        await waitFor(() => slow.proxy.kernel.connectionCount === 0, `cut at ${cut}: the connection to be gone`, 10_000);
+        c.destroy();
+      }
+      assert.equal(echo.connections, seen, 'no destination contacted');
+    } finally {
+      await slow.close();
     }
   });
 

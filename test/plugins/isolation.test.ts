@@ -393,8 +393,10 @@ describe('resolver cache partitioned by isolation key', () => {
   });
 });
 
-test('ConnectionContext.deferIsolation: computed once on first read, never if unread; writes keep their order', async () => {
+test('stream keys (ConnectionContext.setLazy, as isolation uses them): computed once on first read, never if unread; writes keep their order', async () => {
   const { ConnectionContext } = await import('../../src/kernel/context.js');
+  const { declareKey } = await import('../../src/kernel/stream-keys.js');
+  const { UpstreamAuth } = await import('../../src/upstream/credentials.js');
   const { createLogger } = await import('../../src/logger.js');
   const make = () =>
     new ConnectionContext({
@@ -407,34 +409,64 @@ test('ConnectionContext.deferIsolation: computed once on first read, never if un
       log: createLogger('silent'),
       signal: new AbortController().signal,
     });
+  const Key = declareKey<string>('test.key');
   let calls = 0;
-  const compute = () => {
+  const computeKey = () => {
     calls++;
-    return { key: 'k1', upstreamCredentials: { username: 'u1', password: 'p1' } };
+    return 'k1';
   };
+  const creds = (conn: InstanceType<typeof ConnectionContext>) => ({ username: `u-${conn.get(Key)}`, password: 'p1' });
 
   const unread = make();
-  unread.deferIsolation(compute);
+  unread.setLazy(Key, computeKey);
+  unread.setLazy(UpstreamAuth, creds);
   assert.equal(calls, 0, 'nothing computed until someone reads it');
 
   const read = make();
-  read.deferIsolation(compute);
-  assert.equal(read.isolationKey, 'k1');
-  assert.deepEqual(read.upstreamCredentials, { username: 'u1', password: 'p1' });
-  assert.equal(read.isolationKey, 'k1');
+  read.setLazy(Key, computeKey);
+  read.setLazy(UpstreamAuth, creds);
+  assert.equal(read.get(Key), 'k1');
+  assert.deepEqual(read.get(UpstreamAuth), { username: 'u-k1', password: 'p1' });
+  assert.equal(read.get(Key), 'k1');
   assert.equal(calls, 1, 'computed once');
 
-  // A later plugin's write wins over the deferred value, as it would have over an eager one.
+  // A later plugin's write wins over the lazy value, as it would have over an eager one.
   const overwritten = make();
-  overwritten.deferIsolation(compute);
-  overwritten.upstreamCredentials = { username: 'mine', password: 'x' };
-  assert.deepEqual(overwritten.upstreamCredentials, { username: 'mine', password: 'x' });
-  assert.equal(overwritten.isolationKey, 'k1', 'the key still comes from the deferred computation');
+  overwritten.setLazy(Key, computeKey);
+  overwritten.setLazy(UpstreamAuth, creds);
+  overwritten.set(UpstreamAuth, { username: 'mine', password: 'x' });
+  assert.deepEqual(overwritten.get(UpstreamAuth), { username: 'mine', password: 'x' });
+  assert.equal(overwritten.get(Key), 'k1', 'the key still comes from the lazy computation');
 
-  // Without credentials in the result, upstreamCredentials stays what it was.
+  // Without lazy credentials, UpstreamAuth stays what it was.
   const keyOnly = make();
-  keyOnly.upstreamCredentials = { username: 'configured', password: 'y' };
-  keyOnly.deferIsolation(() => ({ key: 'k2' }));
-  assert.equal(keyOnly.isolationKey, 'k2');
-  assert.deepEqual(keyOnly.upstreamCredentials, { username: 'configured', password: 'y' });
+  keyOnly.set(UpstreamAuth, { username: 'configured', password: 'y' });
+  keyOnly.setLazy(Key, () => 'k2');
+  assert.equal(keyOnly.get(Key), 'k2');
+  assert.deepEqual(keyOnly.get(UpstreamAuth), { username: 'configured', password: 'y' });
+
+  // Defaults, has(), and a stream nobody writes to.
+  const WithDefault = declareKey<number>('test.default', { default: 7 });
+  const empty = make();
+  assert.equal(empty.get(WithDefault), 7);
+  assert.equal(empty.get(Key), undefined);
+  assert.equal(empty.has(Key), false);
+  const before = calls;
+  empty.setLazy(Key, computeKey);
+  assert.equal(empty.has(Key), true);
+  assert.equal(calls, before, 'has() does not compute');
+
+  // Past the 31 keys a bit tracks: the same behaviour (a cell holds the function).
+  const many = Array.from({ length: 40 }, (_, i) => declareKey<string>(`test.many${i}`));
+  const far = many[39]!;
+  assert.ok(far.index >= 31);
+  const wide = make();
+  let farCalls = 0;
+  wide.setLazy(far, () => `far${++farCalls}`);
+  assert.equal(wide.has(far), true);
+  assert.equal(wide.get(far), 'far1');
+  assert.equal(wide.get(far), 'far1');
+  assert.equal(farCalls, 1);
+  wide.set(far, 'set');
+  assert.equal(wide.get(far), 'set');
 });

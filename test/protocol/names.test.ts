@@ -96,6 +96,17 @@ describe('normalizeHost (issue #10: one form for every check)', () => {
     ['u@h', undefined],
     ['ｘ.onion／a', undefined],
     ['xn--zz.test', undefined],
+    // an xn-- label that decodes to ASCII only: `xn--onion-` reads `onion` (UTS-46 15.1: an error)
+    ['xn--onion-', undefined],
+    ['x.xn--onion-', undefined],
+    ['x.XN--ONION-.', undefined],
+    ['xn--abc-.test', undefined],
+    ['xn--ls8h.test', 'xn--ls8h.test'],
+    // IPv4-compatible IPv6 (`::a.b.c.d`) is the IPv6 address it writes, not IPv4-mapped
+    ['::127.0.0.1', '::7f00:1'],
+    ['[::127.0.0.1]', '::7f00:1'],
+    ['::0.0.0.1', '::1'],
+    ['0:0:0:0:0:0:127.0.0.1', '::7f00:1'],
     ['1.2.3.999', undefined],
     ['[foo]', undefined],
     ['a'.repeat(256), undefined],

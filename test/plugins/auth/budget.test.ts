@@ -209,6 +209,41 @@ describe('scrypt turns are shared per client address', () => {
   });
 });
 
+describe('a reload (SIGHUP) shares the scrypt queue (issue #10 review)', () => {
+  test(`${MAX_LOGINS_PER_CLIENT} logins from one address waiting in the old configuration: one more from that address after a reload is refused without hashing`, async () => {
+    // Before: each configuration's plugin had its own queue, so right after a reload a client got
+    // a fresh cap of 64 (and the two queues hashed 2 + 2 at once).
+    const file = await costedFile('reload.txt', [{ user: 'victim', pass: 'victim-pass', N: 16384, r: 8 }]);
+    const px = await startProxy(authConfig(file));
+    const clients: RawClient[] = [];
+    try {
+      const answered: string[] = [];
+      await Promise.all(
+        Array.from({ length: MAX_LOGINS_PER_CLIENT }, async (_, i) => {
+          const c = await startLogin(px, '127.0.0.7', 'victim', `wrong-${i}`);
+          clients.push(c);
+          void c.read(2, 120000).then(
+            (r) => answered.push(toHex(r)),
+            () => {},
+          );
+        }),
+      );
+      await px.proxy.reload(px.proxy.config);
+      const extra = await startLogin(px, '127.0.0.7', 'victim', 'victim-pass');
+      clients.push(extra);
+      assert.equal(toHex(await extra.read(2, 20000)), '01 01', "the right password, refused: over the cap the old configuration's logins still hold");
+      // The premise: the old logins were still queued (at two 16 MiB scrypt runs at a time, 64 take
+      // far longer than a reload and one connection).
+      assert.ok(answered.length < MAX_LOGINS_PER_CLIENT - 2, `old logins still waiting (${answered.length} answered)`);
+      const refused = px.logs.filter((l) => l.msg === 'auth: too many logins waiting from this address; refused without hashing');
+      assert.equal(refused.length, 1, 'refused by the cap, without hashing');
+    } finally {
+      for (const c of clients) c.destroy();
+      await px.close();
+    }
+  });
+});
+
 describe('unknown usernames cost what a real user costs', () => {
   test('parseUsersFile: the dummy hash takes the cost most users have, not the first line’s', async () => {
     const file = await costedFile('mixed-parse.txt', [

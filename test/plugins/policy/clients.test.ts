@@ -136,6 +136,43 @@ describe('client ACL over loopback sockets', () => {
     }
   });
 
+  test('NAT64 clients (issue #10 review): with accept private, reject * on 0.0.0.0 behind a PROXY-protocol balancer, 64:ff9b::808:808 is refused like ::ffff:8.8.8.8; 64:ff9b::a00:5 is admitted like 10.0.0.5; 64:ff9b:1::/48 is not private', async () => {
+    // The open-proxy guard lets this start (only private clients are admitted), so every public
+    // client must be refused, also one a NAT64/SIIT translator presents in 64:ff9b::/96 (RFC 6052).
+    const px = await startProxy({ listen: [{ host: '0.0.0.0', port: 0, proxyProtocol: { trusted: ['127.0.0.1/32'] } }], plugins: { policy: { clients: ['accept private', 'reject *'] } } });
+    try {
+      const attempt = async (source: string, admitted: boolean): Promise<void> => {
+        const c = await RawClient.connect(px.port, '127.0.0.1');
+        c.write(Buffer.concat([Buffer.from(`PROXY TCP6 ${source} ::1 40001 1080\r\n`), hex('05 01 00')]));
+        if (admitted) assert.equal(toHex(await c.read(2)), '05 00', `${source} is admitted`);
+        else assert.equal(toHex(await c.readToEnd(3000)), '', `${source} is closed without a byte`);
+        c.destroy();
+      };
+      for (const [source, admitted] of [
+        ['::ffff:8.8.8.8', false],
+        ['2001:db8::8', false],
+        ['64:ff9b::808:808', false],
+        ['64:ff9b::8.8.8.8', false],
+        ['64:ff9b:1::808:808', false],
+        ['64:ff9b:1:a00::5', false],
+        ['64:ff9b::a00:5', true],
+        ['64:ff9b::7f00:1', true],
+        ['fd00::1', true],
+      ] as const) {
+        await attempt(source, admitted);
+      }
+      const refused = linesStarting(px.logs, 'policy: client refused');
+      assert.deepEqual(
+        refused.map((l) => l.client),
+        ['8.8.8.8', '2001:db8::8', '64:ff9b::808:808', '64:ff9b::8.8.8.8', '64:ff9b:1::808:808', '64:ff9b:1:a00::5'],
+        'the log names the address as received',
+      );
+      assert.equal(refused[2]!.rule, 'reject *');
+    } finally {
+      await px.close();
+    }
+  });
+
   test('without clients rules, onAccept is not tapped at all', async () => {
     const px = await startProxy({ plugins: { policy: true } });
     try {

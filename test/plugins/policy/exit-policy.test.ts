@@ -122,6 +122,15 @@ describe('parseRule', () => {
 });
 
 describe('checkPolicy', () => {
+  test('NAT64 destinations are not translated: [::]/8 keeps all of 64:ff9b::/96 and 64:ff9b:1::/48 inside private (issue #10 review)', () => {
+    const p = rules('reject private:*', 'accept *:*');
+    for (const dest of ['64:ff9b::7f00:1', '64:ff9b::127.0.0.1', '64:ff9b::808:808', '64:ff9b:1::a00:1']) {
+      assert.equal(checkPolicy(p, dest, 80).rule?.text, 'reject private:*', dest);
+      assert.equal(isPrivateAddress(dest), true, dest);
+    }
+    assert.equal(checkPolicy(rules('reject 127.0.0.0/8:*'), '64:ff9b::7f00:1', 80).action, 'accept', 'an IPv4 rule does not see a NAT64 destination');
+  });
+
   test('first match wins; an address no rule matches is accepted (Tor)', () => {
     const p = rules('accept 10.1.0.0/16:*', 'reject 10.0.0.0/8:*', 'reject *:25');
     assert.equal(checkPolicy(p, '10.1.2.3', 80).action, 'accept');

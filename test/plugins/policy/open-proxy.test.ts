@@ -49,11 +49,14 @@ const OPEN: ReadonlyArray<[string[], string]> = [
   [['reject 192.0.2.99'], '1.0.0.0'],
   [['accept 0.0.0.0/0', 'reject *'], '1.0.0.0'],
   [['accept *4', 'reject *'], '1.0.0.0'],
-  [['reject *4'], '[100::]'],
+  [['reject *4'], '[64:ff9b:1::]'],
   [['accept 10.0.0.0/8', 'accept 8.8.8.0/24', 'reject *'], '8.8.8.0'],
   [['reject private', 'accept *'], '1.0.0.0'],
-  [['accept6 [::]/0', 'reject *'], '[100::]'],
+  [['accept6 [::]/0', 'reject *'], '[64:ff9b:1::]'],
   [['accept 10.0.0.0/8'], '1.0.0.0'],
+  // NAT64 local-use (RFC 8215): inside [::]/8, but its clients may be anyone (issue #10 review).
+  [['accept [::]/8', 'reject *'], '[64:ff9b:1::]'],
+  [['accept private', 'accept [64:ff9b:1::]/48', 'reject *'], '[64:ff9b:1::]'],
 ];
 
 /** Rules that admit only loopback and private clients. */
@@ -63,6 +66,7 @@ const FINE: ReadonlyArray<string[]> = [
   ['accept 127.0.0.0/8', 'accept 192.168.1.0/24', 'accept [fc00::]/7', 'reject *'],
   ['reject 10.0.0.5', 'accept 10.0.0.0/8', 'reject *4', 'reject *6'],
   ['reject *'],
+  ['accept [64:ff9b::]/96', 'reject *'], // never matches: those clients are matched as IPv4
 ];
 
 describe('which client rules admit the public', () => {

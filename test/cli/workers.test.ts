@@ -408,7 +408,7 @@ test('a bad workers value: one line naming the key, exit 78, nothing forked; a b
   for (const workers of [0, 'many', 1.5]) {
     const r = await runCli(['--config', writeConfig({ workers, plugins: ALL_OFF })]);
     assert.equal(r.code, 78, r.stderr);
-    assert.match(r.stderr, /^socksmith: config error: workers: must be one of: integer, "auto" \(Processes that serve the listeners/);
+    assert.match(r.stderr, /^socksmith: config error: workers: must be one of: integer 1-1024, "auto" \(Processes that serve the listeners/);
     assert.equal(r.stderr.split('\n').filter(Boolean).length, 1, 'one line');
     assert.equal(r.stdout, '');
   }

@@ -163,6 +163,7 @@ describe('a fresh clone, the packed tarball, and an install outside the reposito
     const expected = [
       'package.json',
       'README.md',
+      'LICENSE',
       'bin/socksmith.js',
       'dist/src/cli/main.js',
       'dist/src/index.js',

@@ -47,9 +47,11 @@ passwd prints a users-file line for the auth plugin (password from the terminal,
 not echoed, or the first line of stdin); with --users-file it adds or replaces USER's
 line in FILE.
 
-Prints "socksmith listening on HOST:PORT" on stdout per listener once all are bound;
-logs go to stderr (JSON lines, or pretty lines on a terminal). SIGTERM/SIGINT drain open tunnels (timeouts.drain), then exit 0
-(with workers: every worker drains, then the primary exits 0); SIGHUP reloads the config.
+Prints "socksmith listening on HOST:PORT" on stdout per listener once all are bound
+(and "socksmith metrics on HOST:PORT" with metrics on); logs go to stderr (JSON lines,
+or pretty lines on a terminal). SIGTERM/SIGINT drain open tunnels (timeouts.drain),
+then exit 0 (with workers: every worker drains, then the primary exits 0); SIGHUP
+reloads the config.
 Exit codes: 0 ok, 64 bad flags, 69 cannot listen, 70 runtime error, 78 bad config.
 Docs: README.md, docs/ and plugins/*/README.md in the package.`;
 

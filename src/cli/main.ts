@@ -23,18 +23,28 @@ import { runWorker } from '../cluster/worker.js';
 import { USAGE, parseCliArgs } from './args.js';
 import { ExitCode } from './exit-codes.js';
 
-/** socksmith's package.json: the nearest one above this file (dist/src/cli/ or src/cli/). */
-function version(): string {
+/** socksmith's package folder and version: the nearest package.json named socksmith above this file (dist/src/cli/ or src/cli/). */
+function ownPackage(): { dir: string; version: string } | undefined {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 8; i++) {
     const file = path.join(dir, 'package.json');
     if (fs.existsSync(file)) {
       const pkg = JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: string; version: string };
-      if (pkg.name === 'socksmith') return pkg.version;
+      if (pkg.name === 'socksmith') return { dir, version: pkg.version };
     }
     dir = path.dirname(dir);
   }
-  return 'unknown';
+  return undefined;
+}
+
+function version(): string {
+  return ownPackage()?.version ?? 'unknown';
+}
+
+/** The usage text, its last line naming the folder the docs are in (node_modules/socksmith when installed). */
+function help(): string {
+  const dir = ownPackage()?.dir;
+  return dir ? USAGE.replace(/in the package\.$/, `in the package:\n  ${dir}`) : USAGE;
 }
 
 function die(message: string, code: number): never {
@@ -88,7 +98,7 @@ async function main(): Promise<void> {
   showStacks = args.logLevel === 'debug' || args.logLevel === 'trace';
   setLogFormat(args.logFormat);
   if (args.help) {
-    process.stdout.write(`${USAGE}\n`);
+    process.stdout.write(`${help()}\n`);
     return;
   }
   if (args.version) {

@@ -8,7 +8,7 @@ import { stripVTControlCharacters } from 'node:util';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { cosmiconfig, type Loader } from 'cosmiconfig';
+import { cosmiconfig, defaultLoaders, type Loader } from 'cosmiconfig';
 import { createJiti } from 'jiti';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { ResolvedConfig } from './types.js';
@@ -51,6 +51,29 @@ export function tsImporter(): ReturnType<typeof createJiti> {
 
 const jitiLoader: Loader = async (filepath) => tsImporter().import(filepath, { default: true });
 
+/** The file a loader failed on, kept on its error (a search does not say which file it was). */
+const kConfigFile = Symbol('socksmith.configFile');
+
+/** `loader`, with the file it fails on remembered on the error, so the message can name it. */
+function naming(loader: Loader): Loader {
+  return async (filepath, content) => {
+    try {
+      return await loader(filepath, content);
+    } catch (err) {
+      if (err !== null && typeof err === 'object' && !(kConfigFile in err)) Object.defineProperty(err, kConfigFile, { value: filepath });
+      throw err;
+    }
+  };
+}
+
+/** Every loader of a config file, each naming the file it fails on. */
+const LOADERS: Record<string, Loader> = {
+  ...Object.fromEntries(Object.entries(defaultLoaders).map(([ext, l]) => [ext, naming(l as Loader)])),
+  '.ts': naming(jitiLoader),
+  '.mts': naming(jitiLoader),
+  '.cts': naming(jitiLoader),
+};
+
 /**
  * Import a plugin or upstream module named in the config: TypeScript through jiti, JavaScript
  * natively, package names through Node's resolution from the config's folder.
@@ -82,7 +105,7 @@ export async function loadConfigFile(options: { file?: string; cwd: string }): P
   const explorer = cosmiconfig('socksmith', {
     searchPlaces: [...SEARCH_PLACES],
     searchStrategy: 'none',
-    loaders: { '.ts': jitiLoader, '.mts': jitiLoader, '.cts': jitiLoader },
+    loaders: LOADERS,
     cache: false,
   });
   let result: { config: unknown; filepath: string } | null;
@@ -99,11 +122,27 @@ export async function loadConfigFile(options: { file?: string; cwd: string }): P
     try {
       result = await explorer.search(options.cwd);
     } catch (err) {
-      throw loadError(undefined, err);
+      // A search names no file: the loader that failed left it on the error.
+      const file = err !== null && typeof err === 'object' && kConfigFile in err ? (err as { [kConfigFile]: string })[kConfigFile] : undefined;
+      throw loadError(file, err);
     }
   }
   if (!result) return { raw: {}, source: { file: undefined, dir: options.cwd } };
-  return { raw: result.config ?? {}, source: { file: result.filepath, dir: path.dirname(result.filepath) } };
+  return { raw: esModuleDefault(result.config ?? {}), source: { file: result.filepath, dir: path.dirname(result.filepath) } };
+}
+
+/**
+ * A CommonJS config that tsc compiled from `export default …` (a package without
+ * `"type": "module"`, as `npm init -y` writes) reaches us as `module.exports`, that is
+ * `{ default: config }` marked `__esModule`: its config is the `default`. Plugin modules get the
+ * same treatment (see plugin loading). A plain object whose only key is `default` is left alone.
+ */
+function esModuleDefault(raw: unknown): unknown {
+  if (raw === null || typeof raw !== 'object') return raw;
+  const exports = raw as { __esModule?: unknown; default?: unknown };
+  const keys = Object.keys(raw);
+  if (exports.__esModule === true && keys.length === 1 && keys[0] === 'default') return exports.default ?? {};
+  return raw;
 }
 
 /** A code-frame line of a parse error (`> 3 | …`, `  4 | …`, `    |   ^`, `--------^`). */

@@ -92,8 +92,11 @@ export function toConfigError(err: ErrorObject, prefix: string): ConfigError {
     case 'enum':
       return new ConfigError(path, `must be one of ${((err.params as { allowedValues: unknown[] }).allowedValues).map((v) => JSON.stringify(v)).join(', ')}`);
     case 'anyOf': {
-      const branches = ((err.schema as Array<{ const?: unknown; type?: unknown }>) ?? []).map((b) =>
-        b.const !== undefined ? JSON.stringify(b.const) : String(b.type ?? 'value'),
+      // A numeric branch names its range (`integer 1-1024`): `workers: 0` is an integer, only out of range.
+      const range = (b: { minimum?: unknown; maximum?: unknown }): string =>
+        b.minimum !== undefined && b.maximum !== undefined ? ` ${String(b.minimum)}-${String(b.maximum)}` : b.minimum !== undefined ? ` >= ${String(b.minimum)}` : b.maximum !== undefined ? ` <= ${String(b.maximum)}` : '';
+      const branches = ((err.schema as Array<{ const?: unknown; type?: unknown; minimum?: unknown; maximum?: unknown }>) ?? []).map((b) =>
+        b.const !== undefined ? JSON.stringify(b.const) : `${String(b.type ?? 'value')}${range(b)}`,
       );
       return new ConfigError(path, `must be one of: ${branches.join(', ')}${describe(err.parentSchema)}`);
     }

@@ -81,6 +81,9 @@ describe('flags', { concurrency: true }, () => {
     assert.match(r.stdout, /--listen HOST:PORT/);
     assert.match(r.stdout, /--config FILE/);
     assert.equal(r.stderr, '');
+    // The docs it points to: the folder that holds them, on the last line.
+    assert.ok(r.stdout.endsWith(`Docs: README.md, docs/ and plugins/*/README.md in the package:\n  ${ROOT}\n`), r.stdout);
+    for (const line of r.stdout.split('\n').slice(0, -2)) assert.ok(line.length <= 90, `help line of ${line.length} characters: ${line}`);
   });
 
   test('--version prints the package.json version and exits 0', async () => {

@@ -213,7 +213,7 @@ describe('config errors: all at once, with frames and hints', { concurrency: tru
     ]);
   });
 
-  test('a .ts config importing socksmith in a folder without it: says to install it or use .json/.yaml', async () => {
+  test('a .ts config found by search, importing socksmith in a folder without it: names the file, says to install it or use .json/.yaml', async () => {
     const sub = fs.mkdtempSync(path.join(os.tmpdir(), 'socksmith-noinstall-'));
     try {
       fs.writeFileSync(path.join(sub, 'proxy.config.ts'), "import { defineConfig } from 'socksmith';\nexport default defineConfig({});\n");
@@ -221,7 +221,7 @@ describe('config errors: all at once, with frames and hints', { concurrency: tru
       assert.equal(r.code, 78);
       assert.equal(
         r.stderr,
-        `socksmith: config error: cannot load config: it imports 'socksmith', which is not installed in this folder or above it: install socksmith here (npm install socksmith) or use a .json/.yaml config\n`,
+        `socksmith: config error: cannot load ${path.join(fs.realpathSync(sub), 'proxy.config.ts')}: it imports 'socksmith', which is not installed in this folder or above it: install socksmith here (npm install socksmith) or use a .json/.yaml config\n`,
       );
     } finally {
       fs.rmSync(sub, { recursive: true, force: true });

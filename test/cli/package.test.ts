@@ -163,6 +163,7 @@ describe('a fresh clone, the packed tarball, and an install outside the reposito
     const expected = [
       'package.json',
       'README.md',
+      'LICENSE',
       'bin/socksmith.js',
       'dist/src/cli/main.js',
       'dist/src/index.js',
@@ -202,7 +203,7 @@ describe('a fresh clone, the packed tarball, and an install outside the reposito
     const version = run('npx', ['--offline', 'socksmith', '--version'], { cwd: app });
     assert.equal(version.stdout, `${PKG.version}\n`, version.stderr);
     const help = run('npx', ['--offline', 'socksmith', '--help'], { cwd: app });
-    assert.match(help.stdout, /Docs: README\.md, docs\/ and plugins\/\*\/README\.md in the package\.$/m);
+    assert.ok(help.stdout.endsWith(`Docs: README.md, docs/ and plugins/*/README.md in the package:\n  ${fs.realpathSync(path.join(app, 'node_modules/socksmith'))}\n`), help.stdout);
     for (const f of ['README.md', 'docs/config.md', 'docs/metrics.md', 'plugins/auth/README.md', 'examples/deny-list-plugin.ts']) {
       assert.ok(fs.existsSync(path.join(app, 'node_modules/socksmith', f)), `installed package holds ${f}`);
     }

@@ -67,6 +67,22 @@ describe('loadConfig({ file })', () => {
     assertFixture(await loadConfig({ file: 'c.mjs', cwd: dir }), 3333);
   });
 
+  test('.js and .cjs compiled by tsc as CommonJS (exports.default, __esModule): the default export is the config', async () => {
+    // What tsc emits for `export default defineConfig({...})` in a package without "type": "module".
+    const cjs = [
+      '"use strict";',
+      'Object.defineProperty(exports, "__esModule", { value: true });',
+      `exports.default = { timeouts: { handshake: 3434 }, plugins: ${JSON.stringify(OFF)} };`,
+      '',
+    ].join('\n');
+    const dir = folder({ 'package.json': '{"name":"cjs-config","version":"1.0.0"}', 'proxy.config.js': cjs, 'c.cjs': cjs });
+    assertFixture(await loadConfig({ cwd: dir }), 3434);
+    assertFixture(await loadConfig({ file: 'c.cjs', cwd: dir }), 3434);
+    // A plain CommonJS object whose key happens to be "default" (no __esModule) stays an error.
+    const plain = folder({ 'c.cjs': 'module.exports = { default: { timeouts: { handshake: 1 } } };\n' });
+    await assert.rejects(loadConfig({ file: 'c.cjs', cwd: plain }), /default: unknown key/);
+  });
+
   test('.ts with types and defineConfig from the package', async () => {
     const dir = folder({
       'c.ts': [

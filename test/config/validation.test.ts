@@ -210,7 +210,7 @@ describe('resolveConfig errors name the key', () => {
 
   test('workers: not an integer of 1-1024 nor "auto": one line naming workers, with the allowed forms', () => {
     const message =
-      "workers: must be one of: integer, \"auto\" (Processes that serve the listeners: an integer 1-1024, or 'auto' for one per CPU (os.availableParallelism()). Above 1 the CLI runs a node:cluster primary that forks the workers; every worker accepts on the same sockets. Default 1: one process, no cluster. Read at start only.)";
+      "workers: must be one of: integer 1-1024, \"auto\" (Processes that serve the listeners: an integer 1-1024, or 'auto' for one per CPU (os.availableParallelism()). Above 1 the CLI runs a node:cluster primary that forks the workers; every worker accepts on the same sockets. Default 1: one process, no cluster. Read at start only.)";
     for (const workers of [0, -1, 1025, 2.5, 'many', '2', true, null]) assertConfigError({ workers }, 'workers', message);
   });
 

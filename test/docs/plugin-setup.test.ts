@@ -88,13 +88,15 @@ for (const kind of ['module', 'commonjs'] as const) {
     // `npm init -y` writes no "type": CommonJS.
     fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: `byte-counter-${kind}`, version: '1.0.0', ...(kind === 'module' ? { type: 'module' } : {}) }));
     fs.copyFileSync(EXAMPLE, path.join(dir, 'src', 'index.ts'));
+    // A .ts config beside the plugin (where socksmith looks first) must not be part of the build.
+    fs.writeFileSync(path.join(dir, 'proxy.config.ts'), "import { defineConfig } from 'socksmith';\nexport default defineConfig({});\n");
     const tsc = spawnSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', dir], { encoding: 'utf8', timeout: 120_000 });
     assert.equal(tsc.status, 0, `${tsc.stdout}${tsc.stderr}`);
     const js = fs.readFileSync(path.join(dir, 'dist', 'index.js'), 'utf8');
     if (kind === 'commonjs') assert.match(js, /exports\.default = /);
     else assert.match(js, /^export default /m);
     fs.writeFileSync(path.join(dir, 'proxy.config.json'), JSON.stringify({ listen: [{ host: '127.0.0.1', port: 0 }], plugins: { 'byte-counter': { module: './dist/index.js' } } }));
-    const cli = await startCli(['--log-format', 'json'], { cwd: dir });
+    const cli = await startCli(['--log-format', 'json', '--config', 'proxy.config.json'], { cwd: dir });
     try {
       await stream(Number(cli.listening[0]!.split(':').pop()), 7);
       const deadline = Date.now() + 3000;

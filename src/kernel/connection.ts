@@ -3,33 +3,33 @@
  * HTTP) reads and writes it through {@link ClientSession}, a command's owner through
  * {@link StreamControl}, and only this driver ends or destroys it.
  *
- * It runs the detect stage (`detect.ts`) and feeds bytes to the sans-IO SOCKS handshake (the
- * catch-all front end); a request, from whichever front end, runs through the stream pipeline
+ * It holds the connection's state and timers, and feeds bytes to the SOCKS front end
+ * (`front/socks.ts`: the handshake loop, SOCKS5's direct path and the detect stage's catch-all;
+ * the detect stage itself is `detect.ts`); a request, from whichever front end, runs through the stream pipeline
  * (`pipeline.ts`: hooks, upstream, replies in order, relay with backpressure and half-close),
  * which works on this object's fields. Every way a connection ends goes through one idempotent
  * {@link Connection.finish}. docs/architecture.md draws the lifecycle. Members without `private`
- * that are not part of {@link ClientSession} are for pipeline.ts only.
+ * that are not part of {@link ClientSession} are for pipeline.ts and front/socks.ts only.
  * @packageDocumentation
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { PluginHookError, errorMessage, hasCode } from '../errors.js';
-import { ZERO_ADDRESS } from '../protocol/address.js';
 import type { SocksRequest } from '../protocol/codec.js';
-import { encodeSocks4Reply, encodeSocks5Reply } from '../protocol/codec.js';
-import { Command, Method, Rep, Socks4Rep } from '../protocol/constants.js';
-import { ServerHandshake, socks4Rejection, socks5ErrorReply } from '../protocol/server-handshake.js';
+import { Rep } from '../protocol/constants.js';
+import { ServerHandshake } from '../protocol/server-handshake.js';
 import type { UpstreamStream } from '../upstream/types.js';
 import { UpstreamError } from '../errors.js';
 import { ConnectionContext, type Credentials, type SignalSource } from './context.js';
 import { EarlyData } from './early-data.js';
 import { channels } from './diagnostics.js';
-import { type DataInfo, type GreetingDecision, type HandshakeOutcome, type Reply, type Takeover, isTapped } from './hooks.js';
-import { NEED_MORE } from './detect.js';
+import { type DataInfo, type HandshakeOutcome, type Reply, type Takeover, isTapped } from './hooks.js';
 import type { ClientSession, FrontEnd, ReplyEncoder, StreamRequest } from './front/types.js';
 import type { StreamHost } from './commands.js';
 import type { Kernel } from './kernel.js';
 import { pushEarly, runStream, sendReply, startRelay } from './pipeline.js';
+import { socksFeed } from './front/socks.js';
+export { defaultMethod } from './front/socks.js';
 import { logStreamClosed } from './access-log.js';
 import { type SocketOwner, DISCARD, adopt, discard as discardSocket, resetOrDestroy } from './socket-owner.js';
 
@@ -83,33 +83,17 @@ function onLingerTimeout(c: Connection): void {
 }
 function discard(): void {}
 
-/** Encode a reply for SOCKS5: `05 REP 00 ATYP BND.ADDR BND.PORT`. */
-function encodeReplyV5(reply: Reply): Buffer {
-  return encodeSocks5Reply(reply.rep, reply.bound ?? ZERO_ADDRESS);
-}
-
-/**
- * Encode a reply for SOCKS4: 5A for success, 5B otherwise. The address field carries a RESOLVE
- * answer; CONNECT replies carry zeros, as Tor sends them.
- */
-function encodeReplyV4(reply: Reply, request: StreamRequest): Buffer {
-  if (reply.rep !== Rep.SUCCEEDED) return socks4Rejection();
-  const b = reply.bound;
-  if (request.command !== Command.CONNECT && b && b.kind === 'ipv4') return encodeSocks4Reply(Socks4Rep.GRANTED, 0, b.host);
-  return encodeSocks4Reply(Socks4Rep.GRANTED);
-}
-
 /** One client connection. */
 export class Connection implements SignalSource, SocketOwner, ClientSession, StreamHost {
   readonly ctx: ConnectionContext;
   phase: Phase = 'handshake';
-  private readonly hs = new ServerHandshake();
-  private buf: Buffer = EMPTY;
-  private off = 0;
-  private processing = false;
-  private greeted = false;
+  readonly hs = new ServerHandshake();
+  buf: Buffer = EMPTY;
+  off = 0;
+  processing = false;
+  greeted = false;
   /** onGreeting passed on a first byte other than 05 and a plugin's front end needs more bytes to decide. */
-  private detecting = false;
+  detecting = false;
   handshakeTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
   early: EarlyData | undefined;
@@ -129,7 +113,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
   /** The front end's reply encoder for the stream (set when the request arrives). */
   encoder: ReplyEncoder | undefined;
   /** How the handshake ended when no request came (set where it ends; default client_closed). */
-  private outcome: HandshakeOutcome | undefined;
+  outcome: HandshakeOutcome | undefined;
 
   constructor(
     readonly kernel: Kernel,
@@ -206,7 +190,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
     // Pipelined data beyond what any handshake needs is held but bounded: pause the client until
     // the handshake catches up (never drop).
     if (this.buf.length > this.kernel.config.limits.handshakeBuffer) this.socket.pause();
-    if (!this.processing) void this.process();
+    if (!this.processing) void socksFeed(this);
   }
 
   /** EOF from the client before the relay. @internal */
@@ -247,167 +231,12 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
     }
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Handshake
-
-  private async process(): Promise<void> {
-    this.processing = true;
-    try {
-      while (this.phase === 'handshake' && this.off < this.buf.length) {
-        if (this.detecting) {
-          // The detect stage: the front ends plugins added, asked in order; none: SOCKS serves it.
-          const fe = this.kernel.frontEnds.select(this.buf, this.off);
-          if (fe === NEED_MORE) {
-            if (this.socket.readableEnded) return this.finish();
-            if (this.socket.isPaused() && this.phase === 'handshake') this.socket.resume();
-            return;
-          }
-          this.detecting = false;
-          if (fe !== undefined) return this.serveWith(fe);
-          continue;
-        }
-        if (!this.greeted && this.buf[this.off] !== 0x05) {
-          // SOCKS4 and unknown protocols meet onGreeting at their first byte (http-detect answers
-          // on one byte, as Tor does); SOCKS5 meets it with its whole greeting.
-          this.greeted = true;
-          const first = this.buf[this.off]!;
-          this.ctx.protocol = first === 0x04 ? 'socks4' : 'unknown';
-          const pending = this.greeting(first, []);
-          const decision = pending && (await pending);
-          if (this.phase !== 'handshake') return;
-          if (decision && 'takeover' in decision) return this.takeover(decision.takeover);
-          if (decision && 'reject' in decision) {
-            this.outcome = 'refused';
-            return this.endWith(undefined);
-          }
-          if (this.kernel.frontEnds.frontEnds.length > 0) this.detecting = true;
-          continue;
-        }
-        const ev = this.hs.step(this.buf, this.off);
-        switch (ev.type) {
-          case 'need-more':
-            if (this.socket.readableEnded) return this.finish(); // EOF mid-handshake: nothing to answer
-            if (this.socket.isPaused() && this.phase === 'handshake') this.socket.resume();
-            return;
-          case 'unknown-protocol':
-            this.ctx.log.debug({ firstByte: ev.firstByte }, 'unknown protocol, closing');
-            this.outcome = 'protocol_error';
-            return this.endWith(undefined);
-          case 'error':
-            this.ctx.log.debug({ err: ev.error.message, code: ev.error.code }, 'handshake error');
-            this.outcome = 'protocol_error';
-            if (ev.reply) this.ctx.reply = this.hs.version === 4 ? Rep.GENERAL_FAILURE : ev.reply[1];
-            return this.endWith(ev.reply);
-          case 'greeting': {
-            this.off += ev.length;
-            this.greeted = true;
-            this.ctx.protocol = 'socks5';
-            this.ctx.version = 5;
-            const pending = this.greeting(0x05, ev.greeting.methods);
-            const decision = pending && (await pending);
-            if (this.phase !== 'handshake') return;
-            if (decision && 'takeover' in decision) return this.takeover(decision.takeover);
-            let method: number;
-            if (decision && 'method' in decision) method = decision.method;
-            else if (decision && 'reject' in decision) method = Method.NO_ACCEPTABLE;
-            else method = defaultMethod(ev.greeting.methods);
-            this.ctx.method = method;
-            const bytes = this.hs.selectMethod(method);
-            if (method === Method.NO_ACCEPTABLE) {
-              this.outcome = 'refused';
-              return this.endWith(bytes);
-            }
-            this.socket.write(bytes);
-            break;
-          }
-          case 'auth': {
-            this.off += ev.length;
-            const credentials: Credentials = { source: 'rfc1929', username: ev.auth.username, password: ev.auth.password };
-            this.ctx.credentials = credentials;
-            const verdict = this.authVerdict(credentials);
-            const accepted = verdict === true || (await verdict);
-            if (this.phase !== 'handshake') return;
-            const bytes = this.hs.authResult(accepted);
-            if (!accepted) {
-              this.outcome = 'refused';
-              return this.endWith(bytes);
-            }
-            this.socket.write(bytes);
-            break;
-          }
-          case 'request': {
-            this.off += ev.length;
-            const req = ev.request;
-            this.ctx.version = req.version;
-            if (req.version === 4) {
-              this.ctx.protocol = 'socks4';
-              const credentials: Credentials = { source: 'socks4-userid', username: req.userId ?? Buffer.alloc(0), password: undefined };
-              this.ctx.credentials = credentials;
-              const verdict = this.authVerdict(credentials);
-              const accepted = verdict === true || (await verdict);
-              if (this.phase !== 'handshake') return;
-              if (!accepted) {
-                this.ctx.reply = Rep.NOT_ALLOWED;
-                return this.endWith(socks4Rejection());
-              }
-            }
-            const leftover = this.buf.subarray(this.off);
-            this.buf = EMPTY;
-            this.off = 0;
-            const encode = req.version === 5 ? encodeReplyV5 : encodeReplyV4;
-            await runStream(this, req, encode, leftover);
-            return;
-          }
-        }
-      }
-    } catch (err) {
-      this.failHandshake(err);
-    } finally {
-      this.processing = false;
-    }
-  }
-
-  /** onGreeting's decision; `undefined` at once (no promise, no await) when no plugin taps it. */
-  private greeting(firstByte: number, methods: readonly number[]): Promise<GreetingDecision | undefined> | undefined {
-    const hook = this.kernel.hooks.onGreeting;
-    if (!isTapped(hook)) return undefined;
-    return hook.promise({ conn: this.ctx, firstByte, methods });
-  }
-
   /** onAuth's verdict; `true` at once when no plugin taps it. */
-  private authVerdict(credentials: Credentials): Promise<boolean> | true {
+  authVerdict(credentials: Credentials): Promise<boolean> | true {
     const hook = this.kernel.hooks.onAuth;
     if (!isTapped(hook)) return true;
     return hook.promise({ conn: this.ctx, credentials }).then((d) => d === undefined || d.accept);
   }
-
-  /** A hook failed (or a bug) during the handshake: answer in the form the state allows, then close. */
-  private failHandshake(err: unknown): void {
-    this.logHookError(err);
-    if (this.phase !== 'handshake') return;
-    this.outcome = 'plugin_error';
-    let bytes: Buffer | undefined;
-    switch (this.hs.state) {
-      case 'await-method-decision':
-        bytes = Buffer.from([0x05, Method.NO_ACCEPTABLE]);
-        break;
-      case 'await-auth-decision':
-        bytes = Buffer.from([0x01, 0x01]);
-        break;
-      default:
-        // onGreeting runs on a SOCKS4 client's first byte, before the state machine knows the
-        // version: the front end's protocol decides the form of the answer.
-        bytes =
-          this.hs.version === 4 || this.ctx.protocol === 'socks4'
-            ? socks4Rejection()
-            : this.hs.version === 5
-              ? socks5ErrorReply(Rep.GENERAL_FAILURE)
-              : undefined;
-    }
-    this.ctx.reply = Rep.GENERAL_FAILURE;
-    this.endWith(bytes);
-  }
-
   logHookError(err: unknown): void {
     if (err instanceof PluginHookError || (err as { code?: string })?.code === 'SOCKSMITH_ERR_PLUGIN_HOOK') {
       const e = err as PluginHookError;
@@ -422,7 +251,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
   // Front ends a plugin added (http-detect's HTTP) and the legacy takeover
 
   /** Hand the connection to `fe` (the detect stage chose it): the socket paused, the bytes read so far kept in {@link buffered}. */
-  private serveWith(fe: FrontEnd): void {
+  serveWith(fe: FrontEnd): void {
     this.phase = 'takeover';
     // Paused so that nothing is emitted while no one listens; the front end resumes it.
     this.socket.pause();
@@ -478,7 +307,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
    * The legacy `onGreeting` `{ takeover }` decision (deprecated: register a front end): the same
    * {@link ClientSession}, under the old names.
    */
-  private takeover(handler: (t: Takeover) => void | Promise<void>): void {
+  takeover(handler: (t: Takeover) => void | Promise<void>): void {
     this.phase = 'takeover';
     this.socket.pause();
     this.socket.removeListener('data', onClientData);
@@ -620,11 +449,4 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
     this.closeWaiters = undefined;
     if (waiters) for (const w of waiters) w();
   }
-}
-
-/** Method choice without plugins: 00 if offered, else 02 (credentials accepted unchecked), else FF. */
-export function defaultMethod(methods: readonly number[]): number {
-  if (methods.includes(Method.NO_AUTH)) return Method.NO_AUTH;
-  if (methods.includes(Method.USERPASS)) return Method.USERPASS;
-  return Method.NO_ACCEPTABLE;
 }

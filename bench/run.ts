@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type CpuProfile, formatSummary, summarize } from './cpuprofile.js';
 import { coreMeter, cpuMeter, loadAverage, memoryOf, processTree } from './proc.js';
-import { ALL_TARGETS, HANDSHAKE_ONLY_TARGETS, type LogDrained, OPTIONAL_TARGETS, type PeerBinaries, type RunningProxy, type StartOptions, TARGET_TITLE, type TargetName, spawnPinned, startTarget } from './targets.js';
+import { ALL_TARGETS, DRAINS, HANDSHAKE_ONLY_TARGETS, type LogDrained, OPTIONAL_TARGETS, type PeerBinaries, type RunningProxy, type StartOptions, TARGET_TITLE, type TargetName, spawnPinned, startTarget } from './targets.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BUILD = path.join(ROOT, 'bench', '.build');
@@ -313,7 +313,7 @@ function killAllSync(): void {
       }
     }
   }
-  for (const c of started) {
+  for (const c of [...started, ...DRAINS]) {
     if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) {
       try {
         process.kill(c.pid, 'SIGKILL');

@@ -93,6 +93,12 @@ export interface StartOptions {
   readonly drainCore?: number;
 }
 
+/**
+ * The access-log drains (`wc`) still running, for bench/run.ts to kill by PID on the way out: a
+ * drain whose socksmith never opened the FIFO would otherwise wait on it forever.
+ */
+export const DRAINS = new Set<ChildProcess>();
+
 /** What the drain of a socksmith-default target read from its stderr (the access log). */
 export interface LogDrained {
   readonly lines: number;
@@ -279,6 +285,8 @@ async function startSocksmith(name: 'socksmith-default' | 'socksmith-default-war
     const script = `exec wc -lc < '${fifo}'`;
     drain = o.drainCore === undefined ? spawn('sh', ['-c', script], { stdio: ['ignore', 'pipe', 'ignore'] }) : spawn('taskset', ['-c', String(o.drainCore), 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'ignore'] });
     const d = drain;
+    DRAINS.add(d);
+    d.once('exit', () => DRAINS.delete(d));
     drained = new Promise((resolve) => {
       let out = '';
       d.stdout!.on('data', (b: Buffer) => (out += b.toString()));

@@ -23,7 +23,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { type CliProcess, portOf, runCli, startCli } from '../helpers/cli.js';
+import { type CliProcess, childPids, portOf, runCli, startCli } from '../helpers/cli.js';
 import { hex } from '../helpers/hex.js';
 import { RawClient, startEchoServer, type TestServer } from '../helpers/net.js';
 import { ALL_OFF } from '../helpers/proxy.js';
@@ -38,7 +38,7 @@ before(async () => {
 });
 after(async () => {
   for (const p of running) {
-    for (const pid of [p.child.pid!, ...childrenOf(p.child.pid!)]) {
+    for (const pid of [p.child.pid!, ...childPids(p.child.pid!)]) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
@@ -85,22 +85,6 @@ async function waitFor<T>(get: () => T | undefined | false, what: string, ms = 1
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
-}
-
-/** Live child processes of `pid`, from /proc. */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(name));
-    } catch {
-      /* gone */
-    }
-  }
-  return out.sort();
 }
 
 /** Pids of live processes whose command line mentions `word` (a config file unique to a test). */
@@ -223,7 +207,7 @@ test('workers: 2 — listening lines printed once; TCP port 0, unix and PROXY-pr
 
     // The process tree: the primary and exactly its two workers.
     const pids = await waitFor(() => (workerPids(cli).length === 2 ? workerPids(cli) : undefined), 'the socksmith started line');
-    assert.deepEqual(childrenOf(cli.child.pid!), [...pids].sort());
+    assert.deepEqual(childPids(cli.child.pid!), [...pids].sort((a, b) => a - b));
 
     // TCP: both workers accept on the one port-0 socket.
     const n = await untilBothServe(cli, () => echoOnce({ port: tcp }), (l) => l.client === '127.0.0.1');
@@ -296,7 +280,7 @@ test('a worker killed with SIGKILL is forked again and the proxy keeps serving; 
   const replaced = await waitFor(() => logs(cli).find((l) => l.msg === 'worker listening'), 'the replacement', 20_000);
   const fresh = replaced.worker as number;
   assert.ok(fresh > 2, 'a new worker id');
-  const tree = childrenOf(cli.child.pid!);
+  const tree = childPids(cli.child.pid!);
   assert.equal(tree.length, 2, `two workers again: ${tree.join(' ')}`);
   assert.ok(!tree.includes(victim) && tree.includes(pids[1]!));
   // The socket stayed open through the crash (the other worker held it) and the new worker serves too.
@@ -307,7 +291,7 @@ test('a worker killed with SIGKILL is forked again and the proxy keeps serving; 
 
   // Keep killing workers: after 5 crashes within a minute the primary stops the rest and exits 70.
   for (let i = 1; i < 5 && cli.child.exitCode === null; i++) {
-    const kids = await waitFor(() => (childrenOf(cli.child.pid!).length > 0 ? childrenOf(cli.child.pid!) : undefined), 'a worker to kill', 20_000).catch(() => []);
+    const kids = await waitFor(() => (childPids(cli.child.pid!).length > 0 ? childPids(cli.child.pid!) : undefined), 'a worker to kill', 20_000).catch(() => []);
     for (const k of kids.slice(0, 1)) process.kill(k, 'SIGKILL');
     await waitFor(() => logs(cli).filter((l) => l.msg === 'worker died unexpectedly; starting a new one' || l.msg === 'workers keep dying; giving up').length > i || undefined, `crash ${i + 1}`);
   }
@@ -332,7 +316,7 @@ test('SIGHUP on the primary reloads every worker; an invalid config reaches none
     assert.deepEqual(perWorker.map((l) => l.pid).sort(), [...pids].sort(), 'each worker reloaded once');
     const warn = logs(cli).find((l) => String(l.msg).startsWith('workers changed in the config'));
     assert.ok(warn && warn.level === 'warn' && warn.running === 2 && warn.configured === 3, 'the workers change is not applied, with a warning');
-    assert.equal(childrenOf(cli.child.pid!).length, 2, 'still two workers');
+    assert.equal(childPids(cli.child.pid!).length, 2, 'still two workers');
     for (let i = 0; i < 10; i++) {
       const g = await RawClient.connect(port);
       g.write('G');

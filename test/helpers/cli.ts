@@ -2,6 +2,7 @@
  * Spawn the real CLI (`node dist/src/cli/main.js`) and wait for its `listening on` lines.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -90,4 +91,20 @@ export function startCli(args: string[], opts: { cwd?: string; count?: number; t
 /** Port of a `host:port` / `[v6]:port` string. */
 export function portOf(hostPort: string): number {
   return Number(hostPort.slice(hostPort.lastIndexOf(':') + 1));
+}
+
+/** Live child processes of `pid` (a cluster primary's workers), from /proc, in ascending order. */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(name));
+    } catch {
+      /* gone */
+    }
+  }
+  return out.sort((a, b) => a - b);
 }

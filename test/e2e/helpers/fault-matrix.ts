@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { type CliProcess, portOf, startCli } from '../../helpers/cli.js';
+import { type CliProcess, childPids, portOf, startCli } from '../../helpers/cli.js';
 import {
   type ClientFault,
   type DestinationFault,
@@ -65,22 +65,6 @@ export function handshakeFor(cfg: MatrixConfig, host: string, port: number): { b
   const p = Buffer.from(cfg.login.password);
   const auth = Buffer.concat([Buffer.from([0x01, u.length]), u, Buffer.from([p.length]), p]);
   return { bytes: Buffer.concat([Buffer.from([0x05, 0x01, 0x02]), auth, request]), prefix: 4 };
-}
-
-/** Live child processes of `pid` (the cluster's workers), from /proc. */
-function childPids(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(name));
-    } catch {
-      /* gone */
-    }
-  }
-  return out.sort((a, b) => a - b);
 }
 
 /** A proxy under test: the CLI, its processes, and their descriptor counts at rest. */

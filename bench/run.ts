@@ -1,8 +1,10 @@
 /**
  * `npm run bench`: socksmith against the SOCKS servers a user would pick instead, side by side.
  *
- * Proxies under test: socksmith with all six plugins on and with all off, microsocks and
- * dante-server (Debian packages, installed here when missing), and no proxy at all (the limit).
+ * Proxies under test: socksmith at its defaults (the repository's proxy.config.ts, only the listen
+ * address changed; the main column) and at warn for the log cost; socksmith tuned (log warn,
+ * limits raised) with all six plugins on and with all off; microsocks and dante-server (Debian
+ * packages, installed here when missing), Node's socksv5, the Node floor, and no proxy at all.
  * Each proxy is pinned to core 0; the load (bench/loadgen.c and the destination bench/sink.c,
  * both compiled here with gcc -O2) to core 1. CPU of both sides comes from /proc, so a
  * saturated load side shows. Everything is on loopback; every loop is bounded in count and time.
@@ -14,7 +16,8 @@
  * figure as a ratio to each peer. Method and results: docs/performance.md.
  *
  * Usage: npm run bench [-- --quick] [--reps N] [--targets a,b] [--phases a,b] [--bulk-mib N]
- *        [--duration S] [--tunnels N] [--budget S] [--json FILE] [--no-install] [--profile]
+ *        [--duration S] [--tunnels N] [--budget S] [--json FILE] [--markdown FILE] [--runs N]
+ *        [--no-install] [--profile]
  * @packageDocumentation
  */
 import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
@@ -25,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type CpuProfile, formatSummary, summarize } from './cpuprofile.js';
 import { coreMeter, cpuMeter, loadAverage, memoryOf, processTree } from './proc.js';
-import { ALL_TARGETS, OPTIONAL_TARGETS, type PeerBinaries, type RunningProxy, type StartOptions, TARGET_TITLE, type TargetName, spawnPinned, startTarget } from './targets.js';
+import { ALL_TARGETS, DRAINS, HANDSHAKE_ONLY_TARGETS, type LogDrained, OPTIONAL_TARGETS, type PeerBinaries, type RunningProxy, type StartOptions, TARGET_TITLE, type TargetName, spawnPinned, startTarget } from './targets.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BUILD = path.join(ROOT, 'bench', '.build');
@@ -59,6 +62,13 @@ export interface Settings {
   readonly settleMs: number;
   readonly budgetMs: number;
   readonly json: string | undefined;
+  /** Also write the report (markdown, as docs/performance.md pastes it) to this file. */
+  readonly markdown: string | undefined;
+  /**
+   * Separate runs: each starts every proxy afresh (new processes, new warm-up) and does `reps`
+   * interleaved repetitions; the summary gives each run's median and the range over runs.
+   */
+  readonly runs: number;
   readonly install: boolean;
   readonly profile: boolean;
 }
@@ -86,6 +96,8 @@ export function parseSettings(argv: readonly string[]): Settings {
       'idle-reps': { type: 'string' },
       budget: { type: 'string' },
       json: { type: 'string' },
+      markdown: { type: 'string' },
+      runs: { type: 'string' },
       'no-install': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -98,9 +110,11 @@ export function parseSettings(argv: readonly string[]): Settings {
         '  --quick          smoke run (~2 min): 256 MiB transfers, 2 s handshakes, 1000 idle tunnels once, 3 reps',
         '  --reps N         repetitions per figure (default 5; quick 3)',
         `  --targets LIST   comma list of ${ALL_TARGETS.join(',')}`,
-        '                   (default: all but socksmith-info, plugins on with the access log at',
-        '                   info; node-floor is the least a node:net SOCKS5 server does: the',
-        '                   ceiling of any server written in Node)',
+        '                   (default: all but socksmith-info. socksmith-default is the main column:',
+        '                   the repository\'s proxy.config.ts, only the listen address changed;',
+        '                   socksmith-default-warn is the same at --log-level warn, handshake phase',
+        '                   only, for the log cost; socksmith-on/-off are the tuned runs (log warn,',
+        '                   limits raised); node-floor is the least a node:net SOCKS5 server does)',
         `  --phases LIST    comma list of ${ALL_PHASES.join(',')}`,
         '  --bulk-mib N     bytes of a bulk transfer in MiB (default 2048; quick 256)',
         '  --duration S     seconds of each handshake run (default 10; quick 2)',
@@ -109,6 +123,10 @@ export function parseSettings(argv: readonly string[]): Settings {
         '  --idle-reps N    repetitions of the idle test, the first N (default 3; quick 1)',
         '  --budget S       stop starting repetitions after S seconds (default 1500; quick 240)',
         '  --json FILE      also write the raw results here',
+        '  --markdown FILE  also write the report (markdown tables, command, commit, date, runs,',
+        '                   ranges) here, for docs/performance.md to paste',
+        '  --runs N         separate runs (fresh proxies and warm-up each), default 1; the summary',
+        '                   gives each run\'s median and the range over runs (issue 15: "three runs")',
         '  --no-install     do not apt-get install missing peers (they are skipped)',
         '  --profile        instead: profile socksmith (--cpu-prof) in the handshake and bulk phases',
         '',
@@ -129,7 +147,9 @@ export function parseSettings(argv: readonly string[]): Settings {
     quick,
     reps: clampInt(values.reps, quick ? 3 : 5, 1, 50),
     targets: values.targets === undefined ? ALL_TARGETS.filter((t) => !OPTIONAL_TARGETS.includes(t)) : list(values.targets, ALL_TARGETS, 'target'),
-    idleTargets: (values.targets === undefined ? ALL_TARGETS.filter((t) => t !== 'socksmith-info') : list(values.targets, ALL_TARGETS, 'target')).filter((t) => t !== 'none'),
+    idleTargets: (values.targets === undefined ? ALL_TARGETS.filter((t) => !OPTIONAL_TARGETS.includes(t) && !HANDSHAKE_ONLY_TARGETS.includes(t)) : list(values.targets, ALL_TARGETS, 'target').filter((t) => !HANDSHAKE_ONLY_TARGETS.includes(t))).filter(
+      (t) => t !== 'none',
+    ),
     phases: list(values.phases, ALL_PHASES, 'phase'),
     bulkBytes: bulkMib * MIB,
     parStreams,
@@ -141,6 +161,8 @@ export function parseSettings(argv: readonly string[]): Settings {
     settleMs: quick ? 500 : 3000,
     budgetMs: clampInt(values.budget, quick ? 240 : 1500, 30, 3600) * 1000,
     json: values.json,
+    markdown: values.markdown,
+    runs: clampInt(values.runs, 1, 1, 10),
     install: !(values['no-install'] ?? false),
     profile: values.profile ?? false,
   };
@@ -291,7 +313,7 @@ function killAllSync(): void {
       }
     }
   }
-  for (const c of started) {
+  for (const c of [...started, ...DRAINS]) {
     if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) {
       try {
         process.kill(c.pid, 'SIGKILL');
@@ -475,6 +497,8 @@ export interface Sample {
   readonly phase: Phase;
   readonly target: TargetName;
   readonly rep: number;
+  /** Which of the `--runs` separate runs (1-based; 1 when there is one). */
+  readonly run?: number;
   readonly ok: boolean;
   readonly error?: string;
   /** The figure: MB/s, handshakes/s, or KiB per idle tunnel. */
@@ -678,7 +702,12 @@ function cpuStat(samples: readonly Sample[], phase: Phase, t: TargetName): { pro
 /** Node's socksv5 server, KiB per idle tunnel, as given in issue 4 (used when it was not measured). */
 const SOCKSV5_KIB = 11.3;
 
-function report(samples: readonly Sample[], s: Settings, meta: Record<string, string>): string {
+/**
+ * The report, in markdown: run facts (`meta`: command, commit, date, runs, machine), the figures
+ * (medians and min–max), CPU, ratios, the issue-15 summary and the older targets. Pure: what
+ * `--markdown FILE` writes and docs/performance.md pastes.
+ */
+export function report(samples: readonly Sample[], s: Settings, meta: Record<string, string>): string {
   const targets = ALL_TARGETS.filter((t) => samples.some((x) => x.target === t));
   const L: string[] = [];
   L.push(`### Results (${meta.when})`, '');
@@ -726,14 +755,15 @@ function report(samples: readonly Sample[], s: Settings, meta: Record<string, st
     );
   }
   // Ratios
-  const mine = targets.filter((t) => t === 'socksmith-on' || t === 'socksmith-off');
+  const mine = targets.filter((t) => t === 'socksmith-default' || t === 'socksmith-on' || t === 'socksmith-off');
+  const shortName: Partial<Record<TargetName, string>> = { 'socksmith-default': 'defaults', 'socksmith-on': 'tuned on', 'socksmith-off': 'tuned off' };
   const peers = targets.filter((t) => !t.startsWith('socksmith'));
   if (mine.length > 0 && peers.length > 0) {
     L.push('');
     L.push('Ratios of medians, socksmith ÷ peer (throughput and handshakes: higher is better; time and memory: lower is better).');
     L.push('');
     const cols = mine.flatMap((m) => peers.map((p) => [m, p] as const));
-    L.push(`| figure | ${cols.map(([m, p]) => `${m === 'socksmith-on' ? 'on' : 'off'} ÷ ${TARGET_TITLE[p]}`).join(' | ')} |`);
+    L.push(`| figure | ${cols.map(([m, p]) => `${shortName[m]} ÷ ${TARGET_TITLE[p]}`).join(' | ')} |`);
     L.push(`|---|${cols.map(() => '---').join('|')}|`);
     for (const f of FIGURES) {
       if (!s.phases.includes(f.phase) || f.diagnostic) continue;
@@ -753,19 +783,22 @@ function report(samples: readonly Sample[], s: Settings, meta: Record<string, st
     if (!s.phases.includes(f.phase) || !targets.includes(t)) return NaN;
     return statOf(samples, f, t)?.median ?? NaN;
   };
+  // The main socksmith column: the defaults when measured, else the tuned run.
+  const main: TargetName = targets.includes('socksmith-default') ? 'socksmith-default' : 'socksmith-on';
+  L.push(...issue15(samples, s, targets));
   const goals: [string, number, number, (x: number) => boolean, string][] = [
-    ['bulk 1 stream down ≥ 1.2 × dante-server', med('bulk-down', 'socksmith-on'), med('bulk-down', 'socksmith-on') / med('bulk-down', 'dante'), (r) => r >= 1.2, '×'],
-    ['handshakes/s ≥ 1.1 × microsocks', med('handshake', 'socksmith-on'), med('handshake', 'socksmith-on') / med('handshake', 'microsocks'), (r) => r >= 1.1, '×'],
-    ['TTFB p99 ≤ microsocks', med('ttfb-p99', 'socksmith-on'), med('ttfb-p99', 'socksmith-on') / med('ttfb-p99', 'microsocks'), (r) => r <= 1, '×'],
+    ['bulk 1 stream down ≥ 1.2 × dante-server', med('bulk-down', main), med('bulk-down', main) / med('bulk-down', 'dante'), (r) => r >= 1.2, '×'],
+    ['handshakes/s ≥ 1.1 × microsocks', med('handshake', main), med('handshake', main) / med('handshake', 'microsocks'), (r) => r >= 1.1, '×'],
+    ['TTFB p99 ≤ microsocks', med('ttfb-p99', main), med('ttfb-p99', main) / med('ttfb-p99', 'microsocks'), (r) => r <= 1, '×'],
     Number.isFinite(med('idle', 'socksv5'))
-      ? ['PSS per idle tunnel ≤ 0.9 × Node socksv5 (measured here)', med('idle', 'socksmith-on'), med('idle', 'socksmith-on') / med('idle', 'socksv5'), (r) => r <= 0.9, '×']
-      : [`PSS per idle tunnel ≤ 0.9 × Node socksv5 (${SOCKSV5_KIB} KiB, the issue's figure)`, med('idle', 'socksmith-on'), med('idle', 'socksmith-on') / SOCKSV5_KIB, (r) => r <= 0.9, '×'],
-    ['plugins on vs off: ≤ 10 % fewer handshakes/s', med('handshake', 'socksmith-on'), med('handshake', 'socksmith-on') / med('handshake', 'socksmith-off'), (r) => r >= 0.9, '× of off'],
+      ? ['PSS per idle tunnel ≤ 0.9 × Node socksv5 (measured here)', med('idle', main), med('idle', main) / med('idle', 'socksv5'), (r) => r <= 0.9, '×']
+      : [`PSS per idle tunnel ≤ 0.9 × Node socksv5 (${SOCKSV5_KIB} KiB, the issue's figure)`, med('idle', main), med('idle', main) / SOCKSV5_KIB, (r) => r <= 0.9, '×'],
+    ['plugins on vs off (tuned): ≤ 10 % fewer handshakes/s', med('handshake', 'socksmith-on'), med('handshake', 'socksmith-on') / med('handshake', 'socksmith-off'), (r) => r >= 0.9, '× of off'],
   ];
   L.push('');
-  L.push('Targets of issue 4, for socksmith with the six plugins on:');
+  L.push(`Targets of issue 4, for ${TARGET_TITLE[main]}:`);
   L.push('');
-  L.push('| target | socksmith (on) | ratio | met |');
+  L.push(`| target | ${TARGET_TITLE[main]} | ratio | met |`);
   L.push('|---|---|---|---|');
   for (const [name, v, r, ok, unit] of goals) {
     L.push(`| ${name} | ${fmt(v, v < 100 ? 2 : 0)} | ${Number.isFinite(r) ? `${r.toFixed(2)}${unit}` : '—'} | ${Number.isFinite(r) ? (ok(r) ? 'yes' : '**no**') : '—'} |`);
@@ -773,16 +806,16 @@ function report(samples: readonly Sample[], s: Settings, meta: Record<string, st
   // The ceiling: where the least a Node server can do stands against the same targets.
   if (targets.includes('node-floor')) {
     const ceil: [string, number, number, string][] = [
-      ['bulk 1 stream down ÷ dante-server', med('bulk-down', 'node-floor') / med('bulk-down', 'dante'), med('bulk-down', 'socksmith-on') / med('bulk-down', 'node-floor'), '≥ 1.2'],
-      ['handshakes/s ÷ microsocks', med('handshake', 'node-floor') / med('handshake', 'microsocks'), med('handshake', 'socksmith-on') / med('handshake', 'node-floor'), '≥ 1.1'],
-      ['TTFB p99 ÷ microsocks', med('ttfb-p99', 'node-floor') / med('ttfb-p99', 'microsocks'), med('ttfb-p99', 'socksmith-on') / med('ttfb-p99', 'node-floor'), '≤ 1'],
-      ['PSS per idle tunnel ÷ Node socksv5', med('idle', 'node-floor') / med('idle', 'socksv5'), med('idle', 'socksmith-on') / med('idle', 'node-floor'), '≤ 0.9'],
+      ['bulk 1 stream down ÷ dante-server', med('bulk-down', 'node-floor') / med('bulk-down', 'dante'), med('bulk-down', main) / med('bulk-down', 'node-floor'), '≥ 1.2'],
+      ['handshakes/s ÷ microsocks', med('handshake', 'node-floor') / med('handshake', 'microsocks'), med('handshake', main) / med('handshake', 'node-floor'), '≥ 1.1'],
+      ['TTFB p99 ÷ microsocks', med('ttfb-p99', 'node-floor') / med('ttfb-p99', 'microsocks'), med('ttfb-p99', main) / med('ttfb-p99', 'node-floor'), '≤ 1'],
+      ['PSS per idle tunnel ÷ Node socksv5', med('idle', 'node-floor') / med('idle', 'socksv5'), med('idle', main) / med('idle', 'node-floor'), '≤ 0.9'],
     ];
     const r = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '—');
     L.push('');
-    L.push('The Node ceiling: the same ratios for "Node floor" (bench/node-floor-server.ts, the least a node:net SOCKS5 server does), and socksmith (on) against it:');
+    L.push(`The Node ceiling: the same ratios for "Node floor" (bench/node-floor-server.ts, the least a node:net SOCKS5 server does), and ${TARGET_TITLE[main]} against it:`);
     L.push('');
-    L.push('| figure | target | Node floor | socksmith (on) ÷ Node floor |');
+    L.push(`| figure | target | Node floor | ${TARGET_TITLE[main]} ÷ Node floor |`);
     L.push('|---|---|---|---|');
     for (const [name, floor, vs, goal] of ceil) L.push(`| ${name} | ${goal} | ${r(floor)} | ${r(vs)} |`);
   }
@@ -794,11 +827,98 @@ function report(samples: readonly Sample[], s: Settings, meta: Record<string, st
   return L.join('\n');
 }
 
+/** Per-repetition ratios a ÷ b of `pick` in `phase` (same run and repetition, both ok): interleaved, so each pair saw the same machine. */
+export function pairedRatios(samples: readonly Sample[], phase: Phase, a: TargetName, b: TargetName, pick: (x: Sample) => number | undefined = (x) => x.value): { run: number; rep: number; ratio: number }[] {
+  const out: { run: number; rep: number; ratio: number }[] = [];
+  for (const x of samples) {
+    if (x.phase !== phase || x.target !== a || !x.ok) continue;
+    const y = samples.find((z) => z.phase === phase && z.target === b && z.ok && z.rep === x.rep && (z.run ?? 1) === (x.run ?? 1));
+    const va = pick(x);
+    const vb = y ? pick(y) : undefined;
+    if (va === undefined || vb === undefined || !Number.isFinite(va) || !Number.isFinite(vb) || vb === 0) continue;
+    out.push({ run: x.run ?? 1, rep: x.rep, ratio: va / vb });
+  }
+  return out;
+}
+
+function ratioCell(rs: readonly { ratio: number }[]): string {
+  const st = stat(
+    rs.map((r) => r.ratio),
+    0,
+  );
+  if (!st) return '—';
+  return `${st.median.toFixed(2)}×${st.n > 1 ? ` (${st.min.toFixed(2)}–${st.max.toFixed(2)}, n=${st.n})` : ' (n=1)'}`;
+}
+
+/**
+ * The figures issue 15 asks for, from one run: the log cost, CPU per handshake against the Node
+ * floor, bulk against dante-server (with each separate run's median when `--runs` > 1), and the
+ * idle tunnels held at the defaults. Ratios are medians of per-repetition ratios (min–max).
+ */
+export function issue15(samples: readonly Sample[], s: Settings, targets: readonly TargetName[]): string[] {
+  const L: string[] = ['', 'Issue 15: socksmith as users run it. Ratios are medians of per-repetition ratios (each pair measured in the same repetition), min–max and count in parentheses.', ''];
+  L.push('| figure | value |');
+  L.push('|---|---|');
+  const has = (t: TargetName) => targets.includes(t);
+  const cell = (phase: Phase, t: TargetName, pick: (x: Sample) => number | undefined, digits: number) => {
+    const st = stat(
+      samples.filter((x) => x.phase === phase && x.target === t && x.ok).map((x) => pick(x) ?? NaN),
+      samples.filter((x) => x.phase === phase && x.target === t && !x.ok).length,
+    );
+    if (!st || st.n === 0) return '—';
+    return `${fmt(st.median, digits)}${st.n > 1 ? ` (${fmt(st.min, digits)}–${fmt(st.max, digits)})` : ''}`;
+  };
+  const cpu = (x: Sample) => (x.phase === 'handshake' ? x.proxyCpuPerUnit : undefined);
+  let rows = 0;
+  if (s.phases.includes('handshake') && has('socksmith-default') && has('socksmith-default-warn')) {
+    L.push(`| log cost: handshakes/s at info ÷ at warn (defaults; goal ≥ 0.95×) | ${ratioCell(pairedRatios(samples, 'handshake', 'socksmith-default', 'socksmith-default-warn'))} |`);
+    L.push(`| log cost: CPU per handshake at info ÷ at warn (defaults) | ${ratioCell(pairedRatios(samples, 'handshake', 'socksmith-default', 'socksmith-default-warn', cpu))} |`);
+    rows++;
+  }
+  if (s.phases.includes('handshake')) {
+    for (const t of ['socksmith-default', 'socksmith-on', 'node-floor'] as const) {
+      if (has(t)) {
+        L.push(`| proxy CPU per handshake, ${TARGET_TITLE[t]}, µs | ${cell('handshake', t, cpu, 0)} |`);
+        rows++;
+      }
+    }
+    if (has('node-floor')) {
+      for (const t of ['socksmith-default', 'socksmith-on'] as const) {
+        if (has(t)) L.push(`| CPU per handshake, ${TARGET_TITLE[t]} ÷ Node floor${t === 'socksmith-default' ? ' (goal ≤ 1.15×)' : ''} | ${ratioCell(pairedRatios(samples, 'handshake', t, 'node-floor', cpu))} |`);
+      }
+    }
+  }
+  if (s.phases.includes('bulk-down') && has('dante')) {
+    for (const t of ['socksmith-default', 'socksmith-on'] as const) {
+      if (!has(t)) continue;
+      const rs = pairedRatios(samples, 'bulk-down', t, 'dante');
+      L.push(`| bulk, 1 stream down, ${TARGET_TITLE[t]} ÷ dante-server (goal ≥ 1.2×) | ${ratioCell(rs)} |`);
+      rows++;
+      if (s.runs > 1) {
+        const perRun = [...new Set(rs.map((r) => r.run))].sort((a, b) => a - b).map((run) => stat(rs.filter((r) => r.run === run).map((r) => r.ratio), 0)!.median);
+        const st = stat(perRun, 0);
+        L.push(`| … each separate run's median (${perRun.length} runs) | ${perRun.map((r) => `${r.toFixed(2)}×`).join(', ')}${st ? `; range ${st.min.toFixed(2)}–${st.max.toFixed(2)}×` : ''} |`);
+      }
+    }
+  }
+  if (s.phases.includes('idle') && has('socksmith-default')) {
+    const idle = samples.filter((x) => x.phase === 'idle' && x.target === 'socksmith-default');
+    const held = idle.map((x) => (x.extra?.open !== undefined ? `${fmt(x.extra.open, 0)}` : x.error ? `failed: ${x.error}` : '—'));
+    const why = idle.filter((x) => !x.ok && x.error).map((x) => x.error!);
+    L.push(`| idle tunnels held at the defaults (of ${fmt(s.tunnels, 0)} asked) | ${held.join(', ') || '—'}${why.length > 0 ? `; not all held: ${why.join('; ')}` : ''} |`);
+    L.push(`| PSS per idle tunnel, ${TARGET_TITLE['socksmith-default']}, KiB | ${cell('idle', 'socksmith-default', (x) => x.value, 1)} |`);
+    rows++;
+  }
+  return rows > 0 ? L : [];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Profile mode
 
 async function runProfile(s: Settings, o: StartOptions, lg: Loadgen): Promise<void> {
-  const runs: { target: 'socksmith-on' | 'socksmith-off' | 'node-floor'; phase: 'handshake' | 'bulk-down' }[] = [
+  const runs: { target: 'socksmith-default' | 'socksmith-on' | 'socksmith-off' | 'node-floor'; phase: 'handshake' | 'bulk-down' }[] = [
+    // socksmith as users run it (access log at info to a drained pipe), then tuned.
+    { target: 'socksmith-default', phase: 'handshake' },
     { target: 'socksmith-on', phase: 'handshake' },
     { target: 'socksmith-off', phase: 'handshake' },
     { target: 'socksmith-on', phase: 'bulk-down' },
@@ -864,7 +984,7 @@ async function main(): Promise<void> {
   const settings: Settings = { ...s, tunnels };
   if (!fs.existsSync(path.join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('dist/src/cli/main.js is missing: run tsc first (npm run bench does)');
   const socksmithState = gitState();
-  const o: StartOptions = { core: pin ? PROXY_CORE : undefined, nofile, root: ROOT, socksmithDir: snapshotDist(), peers };
+  const o: StartOptions = { core: pin ? PROXY_CORE : undefined, drainCore: pin ? LOAD_CORE : undefined, nofile, root: ROOT, socksmithDir: snapshotDist(), peers };
 
   const sink = await startSink(bins.sink, Math.ceil(s.budgetMs / 1000) + 1800, nofile);
   const lg = new Loadgen(bins.loadgen, sink.port, nofile);
@@ -878,47 +998,61 @@ async function main(): Promise<void> {
   const targets = settings.targets.filter(available);
   const idleTargets = settings.idleTargets.filter(available);
   const loadPhases = settings.phases.filter((p): p is Exclude<Phase, 'idle'> => p !== 'idle');
-  const running = new Map<TargetName, RunningProxy | undefined>();
-  if (loadPhases.length > 0) {
-    for (const t of targets) {
-      running.set(t, await launch(t, o));
-      log(`started ${t}${running.get(t) ? ` (pid ${running.get(t)!.pid}, port ${running.get(t)!.port})` : ''}`);
-    }
-    // Warm-up, not recorded: V8's optimizing compiler (it runs on the proxy's core too), the
-    // proxies' lazy allocations.
-    for (const t of targets) {
-      await lg.run('handshake', running.get(t), ['--duration', settings.quick ? '1' : '3', '--concurrency', String(settings.concurrency), '--timeout', '10'], 20_000).catch(() => undefined);
-      await lg.run('bulk-down', running.get(t), ['--streams', '1', '--bytes', String((settings.quick ? 64 : 256) * MIB), '--timeout', '30'], 40_000).catch(() => undefined);
-    }
-  }
-
   const samples: Sample[] = [];
+  const accessLog: { run: number; target: TargetName; drained: LogDrained }[] = [];
   let repsDone = 0;
-  for (let rep = 1; rep <= settings.reps; rep++) {
-    const elapsed = Date.now() - t0;
-    if (repsDone > 0 && elapsed + elapsed / repsDone > settings.budgetMs) {
-      log(`time budget (${settings.budgetMs / 1000} s) reached after ${repsDone} repetitions`);
-      break;
-    }
-    const order = rotate(targets, rep - 1);
-    for (const ph of loadPhases) {
-      for (const t of order) {
-        const sample = await measureLoad(ph, t, rep, running.get(t), lg, sink, settings, o);
-        samples.push(sample);
-        log(`rep ${rep} ${ph.padEnd(11)} ${t.padEnd(13)} ${sample.ok ? fmt(sample.value, 0) : `FAILED: ${sample.error}`}${sample.ttfbP99Ms !== undefined ? ` (ttfb p50 ${fmt(sample.ttfbP50Ms!, 2)} p99 ${fmt(sample.ttfbP99Ms, 2)} ms)` : ''}`);
-        await sleep(200);
+  let idleDone = 0;
+  for (let run = 1; run <= settings.runs; run++) {
+    const runT0 = Date.now();
+    let runReps = 0;
+    const running = new Map<TargetName, RunningProxy | undefined>();
+    if (loadPhases.length > 0) {
+      for (const t of targets) {
+        running.set(t, await launch(t, o));
+        log(`${settings.runs > 1 ? `run ${run}: ` : ''}started ${t}${running.get(t) ? ` (pid ${running.get(t)!.pid}, port ${running.get(t)!.port})` : ''}`);
+      }
+      // Warm-up, not recorded: V8's optimizing compiler (it runs on the proxy's core too), the
+      // proxies' lazy allocations.
+      for (const t of targets) {
+        await lg.run('handshake', running.get(t), ['--duration', settings.quick ? '1' : '3', '--concurrency', String(settings.concurrency), '--timeout', '10'], 20_000).catch(() => undefined);
+        if (!HANDSHAKE_ONLY_TARGETS.includes(t)) await lg.run('bulk-down', running.get(t), ['--streams', '1', '--bytes', String((settings.quick ? 64 : 256) * MIB), '--timeout', '30'], 40_000).catch(() => undefined);
       }
     }
-    if (settings.phases.includes('idle') && rep <= settings.idleReps) {
-      for (const t of rotate(idleTargets, rep - 1)) {
-        const sample = await measureIdle(t, rep, o, lg, settings);
-        samples.push(sample);
-        log(`rep ${rep} idle        ${t.padEnd(13)} ${sample.ok ? `${fmt(sample.value, 1)} KiB/tunnel` : `FAILED: ${sample.error}`}`);
+    for (let rep = 1; rep <= settings.reps; rep++) {
+      // The budget is per run: each of the --runs separate runs gets it.
+      const elapsed = Date.now() - runT0;
+      if (runReps > 0 && elapsed + elapsed / runReps > settings.budgetMs) {
+        log(`time budget (${settings.budgetMs / 1000} s) reached after ${runReps} repetitions`);
+        break;
       }
+      const order = rotate(targets, rep - 1);
+      for (const ph of loadPhases) {
+        for (const t of order) {
+          if (ph !== 'handshake' && HANDSHAKE_ONLY_TARGETS.includes(t)) continue;
+          const sample = { ...(await measureLoad(ph, t, rep, running.get(t), lg, sink, settings, o)), run };
+          samples.push(sample);
+          log(`${settings.runs > 1 ? `run ${run} ` : ''}rep ${rep} ${ph.padEnd(11)} ${t.padEnd(22)} ${sample.ok ? fmt(sample.value, 0) : `FAILED: ${sample.error}`}${sample.ttfbP99Ms !== undefined ? ` (ttfb p50 ${fmt(sample.ttfbP50Ms!, 2)} p99 ${fmt(sample.ttfbP99Ms, 2)} ms)` : ''}`);
+          await sleep(200);
+        }
+      }
+      // The idle test once per repetition of the first run only (it varies little).
+      if (run === 1 && settings.phases.includes('idle') && rep <= settings.idleReps) {
+        for (const t of rotate(idleTargets, rep - 1)) {
+          const sample = { ...(await measureIdle(t, rep, o, lg, settings)), run };
+          samples.push(sample);
+          log(`rep ${rep} idle        ${t.padEnd(22)} ${sample.ok ? `${fmt(sample.value, 1)} KiB/tunnel` : `FAILED: ${sample.error}`}`);
+        }
+        idleDone++;
+      }
+      runReps++;
+      repsDone++;
     }
-    repsDone++;
+    for (const [t, p] of running) {
+      const drained = p?.logDrained ? await p.logDrained() : undefined;
+      if (drained) accessLog.push({ run, target: t, drained });
+      await shutdown(p);
+    }
   }
-  for (const p of running.values()) await shutdown(p);
   sink.child.stdin?.end();
 
   const loadAfter = loadAverage();
@@ -929,9 +1063,13 @@ async function main(): Promise<void> {
     'load average (1/5/15 min)': `${loadBefore.join(' / ')} before, ${loadAfter.join(' / ')} after`,
     versions: `node ${process.version}, microsocks ${packageVersion('microsocks')}, dante-server ${packageVersion('dante-server')}`,
     socksmith: socksmithState,
-    runs: `${repsDone} repetitions (idle test: ${Math.min(repsDone, settings.idleReps)}), interleaved (target order rotates each repetition); bulk ${settings.bulkBytes / MIB} MiB (8 streams × ${settings.parBytes / MIB} MiB); handshakes ${settings.duration} s, ${settings.concurrency} in flight; idle ${settings.tunnels} tunnels; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
+    runs: `${settings.runs > 1 ? `${settings.runs} separate runs (fresh proxies and warm-up each), ` : ''}${repsDone} repetitions in all (idle test: ${idleDone}, in the first run), interleaved (target order rotates each repetition); bulk ${settings.bulkBytes / MIB} MiB (8 streams × ${settings.parBytes / MIB} MiB); handshakes ${settings.duration} s, ${settings.concurrency} in flight; idle ${settings.tunnels} tunnels; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
   };
+  if (accessLog.length > 0) {
+    meta['access log'] = accessLog.map((a) => `${a.target}${settings.runs > 1 ? ` (run ${a.run})` : ''}: ${fmt(a.drained.lines, 0)} lines, ${fmt(a.drained.bytes / MIB, 1)} MiB read from its stderr pipe`).join('; ');
+  }
   const text = report(samples, settings, meta);
+  if (settings.markdown) fs.writeFileSync(settings.markdown, `${text}\n`);
   process.stdout.write(`\n${text}\n`);
   const raw = JSON.stringify({ meta, settings, samples }, null, 2);
   fs.writeFileSync(path.join(BUILD, `results-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), raw);
@@ -950,3 +1088,4 @@ if (path.resolve(process.argv[1] ?? '') === fileURLToPath(import.meta.url)) main
     process.exit(1);
   },
 );
+

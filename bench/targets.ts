@@ -4,7 +4,7 @@
  * generated loopback-only, no-auth config).
  * @packageDocumentation
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -12,23 +12,44 @@ import os from 'node:os';
 import path from 'node:path';
 
 /** What the bench knows how to start. */
-export type TargetName = 'socksmith-on' | 'socksmith-off' | 'socksmith-info' | 'microsocks' | 'dante' | 'none' | 'socksv5' | 'node-floor';
+export type TargetName =
+  | 'socksmith-default'
+  | 'socksmith-default-warn'
+  | 'socksmith-on'
+  | 'socksmith-off'
+  | 'socksmith-info'
+  | 'microsocks'
+  | 'dante'
+  | 'none'
+  | 'socksv5'
+  | 'node-floor';
 
-/** All targets, in table order. */
-export const ALL_TARGETS: readonly TargetName[] = ['socksmith-on', 'socksmith-off', 'microsocks', 'dante', 'none', 'socksv5', 'socksmith-info', 'node-floor'];
+/** All targets, in table order: socksmith at its defaults first (the main column). */
+export const ALL_TARGETS: readonly TargetName[] = ['socksmith-default', 'socksmith-on', 'socksmith-off', 'microsocks', 'dante', 'none', 'socksv5', 'node-floor', 'socksmith-default-warn', 'socksmith-info'];
 
 /** Targets that only run when named in --targets. */
 export const OPTIONAL_TARGETS: readonly TargetName[] = ['socksmith-info'];
 
+/**
+ * Targets that, by default, run only in the handshake phase: `socksmith-default-warn` is there
+ * for the log-cost ratio (handshakes at info ÷ at warn), which only the handshake rate shows.
+ */
+export const HANDSHAKE_ONLY_TARGETS: readonly TargetName[] = ['socksmith-default-warn'];
+
+/** The socksmith targets (run from the snapshot of dist/). */
+export const SOCKSMITH_TARGETS: readonly TargetName[] = ['socksmith-default', 'socksmith-default-warn', 'socksmith-on', 'socksmith-off', 'socksmith-info'];
+
 /** Column titles. */
 export const TARGET_TITLE: Record<TargetName, string> = {
-  'socksmith-on': 'socksmith (6 plugins on)',
-  'socksmith-off': 'socksmith (plugins off)',
+  'socksmith-default': 'socksmith (defaults)',
+  'socksmith-default-warn': 'socksmith (defaults, log warn)',
+  'socksmith-on': 'socksmith tuned (6 plugins on)',
+  'socksmith-off': 'socksmith tuned (plugins off)',
   microsocks: 'microsocks',
   dante: 'dante-server',
   none: 'no proxy',
   socksv5: 'Node socksv5',
-  'socksmith-info': 'socksmith (on, log info)',
+  'socksmith-info': 'socksmith tuned (on, log info)',
   'node-floor': 'Node floor',
 };
 
@@ -39,6 +60,8 @@ export interface RunningProxy {
   readonly pid: number;
   /** stderr/stdout tail, for failure messages. */
   output(): string;
+  /** socksmith-default targets: what the access-log drain read; resolves once the proxy has exited. */
+  logDrained?(): Promise<LogDrained | undefined>;
   /** SIGTERM by PID (SIGKILL after 3 s), then SIGKILL any descendant still alive. Idempotent. */
   stop(): Promise<void>;
 }
@@ -66,12 +89,30 @@ export interface StartOptions {
   readonly nodeFlags?: readonly string[];
   /** Extra socksmith command-line arguments (e.g. `--workers 2`, bench/workers.ts). */
   readonly socksmithArgs?: readonly string[];
+  /** Core for the process that drains socksmith-default's access log (the load core). */
+  readonly drainCore?: number;
+}
+
+/**
+ * The access-log drains (`wc`) still running, for bench/run.ts to kill by PID on the way out: a
+ * drain whose socksmith never opened the FIFO would otherwise wait on it forever.
+ */
+export const DRAINS = new Set<ChildProcess>();
+
+/** What the drain of a socksmith-default target read from its stderr (the access log). */
+export interface LogDrained {
+  readonly lines: number;
+  readonly bytes: number;
 }
 
 /** The six built-in plugins. extended-errors is off by default; "on" turns it on too. */
 const PLUGINS = ['isolation', 'resolve', 'resolve-ptr', 'http-detect', 'optimistic-data', 'extended-errors'] as const;
 
-/** The config socksmith runs with in the bench. */
+/**
+ * The config the tuned socksmith targets run with (`socksmith-on`, `-off`, `-info`); the
+ * `socksmith-default` targets run the repository's proxy.config.ts instead (what `npx socksmith`
+ * in the repository uses), with only the listen address changed by `--listen`.
+ */
 export function socksmithConfig(pluginsOn: boolean, level: 'warn' | 'info' = 'warn'): object {
   return {
     listen: [{ host: '127.0.0.1', port: 0 }],
@@ -90,8 +131,10 @@ export function socksmithConfig(pluginsOn: boolean, level: 'warn' | 'info' = 'wa
  * Spawn `file args` pinned to `core` with `ulimit -n` raised. `taskset` and `sh` exec into the
  * program, so the child's PID is the program's PID.
  */
-export function spawnPinned(core: number | undefined, nofile: number, file: string, args: readonly string[], stdio: ('pipe' | 'ignore')[]): ChildProcess {
-  const script = `ulimit -n ${nofile} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`;
+export function spawnPinned(core: number | undefined, nofile: number, file: string, args: readonly string[], stdio: ('pipe' | 'ignore')[], stderrTo?: string): ChildProcess {
+  // stderrTo: a path (a FIFO) the program's stderr is redirected to; sh opens it before exec.
+  if (stderrTo !== undefined && /['\n]/.test(stderrTo)) throw new Error(`unusable path ${stderrTo}`);
+  const script = `ulimit -n ${nofile} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"${stderrTo === undefined ? '' : ` 2>'${stderrTo}'`}`;
   const argv = ['-c', script, 'sh', file, ...args];
   if (core === undefined) return spawn('sh', argv, { stdio });
   return spawn('taskset', ['-c', String(core), 'sh', ...argv], { stdio });
@@ -213,17 +256,82 @@ function wrap(name: TargetName, child: ChildProcess, port: number, cleanup: () =
   };
 }
 
-/** Start socksmith from dist/ with a generated JSON config; reads its `listening on` line. */
-async function startSocksmith(name: 'socksmith-on' | 'socksmith-off' | 'socksmith-info', o: StartOptions): Promise<RunningProxy> {
+/**
+ * Start socksmith from the snapshot of dist/ and read its `listening on` line.
+ *
+ * `socksmith-default` / `socksmith-default-warn`: the repository's proxy.config.ts (copied into
+ * the snapshot, so its `import 'socksmith'` resolves to the snapshot) with only the listen address
+ * changed (`--listen 127.0.0.1:0`): default plugins, default limits, access log at info (or
+ * `--log-level warn`). stderr, where the access log goes, is a FIFO read by `wc -lc` pinned to
+ * the load core: a pipe that a reader drains, as under systemd (journald) or a container runtime,
+ * not /dev/null (whose writes cost less than a pipe's). The reader only counts, so it never falls
+ * behind; what a slow log store would add is not measured.
+ *
+ * The tuned targets: a generated JSON config (bench's {@link socksmithConfig}).
+ */
+async function startSocksmith(name: 'socksmith-default' | 'socksmith-default-warn' | 'socksmith-on' | 'socksmith-off' | 'socksmith-info', o: StartOptions): Promise<RunningProxy> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'socksmith-bench-'));
-  const conf = path.join(dir, 'socksmith.json');
-  fs.writeFileSync(conf, JSON.stringify(socksmithConfig(name !== 'socksmith-off', name === 'socksmith-info' ? 'info' : 'warn'), null, 2));
+  const isDefault = name === 'socksmith-default' || name === 'socksmith-default-warn';
+  let configArgs: string[];
+  let fifo: string | undefined;
+  let drained: Promise<LogDrained | undefined> = Promise.resolve(undefined);
+  let drain: ChildProcess | undefined;
+  if (isDefault) {
+    const conf = path.join(o.socksmithDir, 'proxy.config.ts');
+    if (!fs.existsSync(conf)) fs.copyFileSync(path.join(o.root, 'proxy.config.ts'), conf);
+    configArgs = ['--config', conf, ...(name === 'socksmith-default-warn' ? ['--log-level', 'warn'] : [])];
+    fifo = path.join(dir, 'stderr.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const script = `exec wc -lc < '${fifo}'`;
+    drain = o.drainCore === undefined ? spawn('sh', ['-c', script], { stdio: ['ignore', 'pipe', 'ignore'] }) : spawn('taskset', ['-c', String(o.drainCore), 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const d = drain;
+    DRAINS.add(d);
+    d.once('exit', () => DRAINS.delete(d));
+    drained = new Promise((resolve) => {
+      let out = '';
+      d.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+      d.once('error', () => resolve(undefined));
+      d.once('exit', () => {
+        const m = /(\d+)\s+(\d+)/.exec(out);
+        resolve(m ? { lines: Number(m[1]), bytes: Number(m[2]) } : undefined);
+      });
+    });
+  } else {
+    const conf = path.join(dir, 'socksmith.json');
+    fs.writeFileSync(conf, JSON.stringify(socksmithConfig(name !== 'socksmith-off', name === 'socksmith-info' ? 'info' : 'warn'), null, 2));
+    configArgs = ['--config', conf];
+  }
   const main = path.join(o.socksmithDir, 'dist', 'src', 'cli', 'main.js');
-  // At info, the access log (one JSON line per stream on stderr) goes to /dev/null: its cost is
-  // the formatting and the write, not a reader that could fall behind.
-  const child = spawnPinned(o.core, o.nofile, process.execPath, [...(o.nodeFlags ?? []), main, '--config', conf, '--listen', '127.0.0.1:0', ...(o.socksmithArgs ?? [])], ['ignore', 'pipe', name === 'socksmith-info' ? 'ignore' : 'pipe']);
+  // socksmith-info (tuned, log info): the access log goes to /dev/null, as it always did here.
+  const child = spawnPinned(
+    o.core,
+    o.nofile,
+    process.execPath,
+    [...(o.nodeFlags ?? []), main, ...configArgs, '--listen', '127.0.0.1:0', ...(o.socksmithArgs ?? [])],
+    ['ignore', 'pipe', name === 'socksmith-info' || isDefault ? 'ignore' : 'pipe'],
+    fifo,
+  );
   let port = 0;
-  const proxyP = wrap(name, child, 0, () => fs.rmSync(dir, { recursive: true, force: true }));
+  const proxyP = wrap(name, child, 0, () => {
+    // The drain ends by itself at EOF (the proxy and its workers exited); bounded all the same.
+    const t = setTimeout(() => {
+      if (drain?.pid !== undefined && drain.exitCode === null) {
+        try {
+          process.kill(drain.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }, 5000);
+    void drained.finally(() => {
+      clearTimeout(t);
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+  });
+  proxyP.logDrained = async () => {
+    await proxyP.stop();
+    return drained;
+  };
   try {
     port = await new Promise<number>((resolve, reject) => {
       let buf = '';
@@ -337,7 +445,7 @@ export async function startTarget(name: TargetName, o: StartOptions): Promise<Ru
   let last: unknown;
   for (let i = 0; i < 3; i++) {
     try {
-      if (name === 'socksmith-on' || name === 'socksmith-off' || name === 'socksmith-info') return await startSocksmith(name, o);
+      if (name === 'socksmith-default' || name === 'socksmith-default-warn' || name === 'socksmith-on' || name === 'socksmith-off' || name === 'socksmith-info') return await startSocksmith(name, o);
       if (name === 'node-floor') return await startNodeScript('node-floor', 'node-floor-server.js', [], o);
       if (name === 'socksv5') {
         if (!o.peers.socksv5Dir) throw new Error('socksv5 is not installed');

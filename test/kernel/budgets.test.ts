@@ -20,7 +20,7 @@ import { resolveConfig } from '../../src/config/normalize.js';
 import { hex } from '../helpers/hex.js';
 import { RawClient, startEchoServer, type TestServer } from '../helpers/net.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
-import { startDnsServer } from '../plugins/helpers/dns-server.js';
+import { queryName, startDnsServer } from '../plugins/helpers/dns-server.js';
 import { connectClient, req5, waitFor } from '../plugins/helpers/socks.js';
 
 let echo: TestServer;
@@ -191,17 +191,6 @@ test('2,000 connections from an untrusted peer on a PROXY-protocol listener: a f
   }
 });
 
-/** The query name of a DNS message (labels after the 12-byte header), lowercase. */
-function qname(msg: Buffer): string {
-  const labels: string[] = [];
-  let i = 12;
-  for (let n = 0; n < 128 && i < msg.length && msg[i]! > 0; n++) {
-    labels.push(msg.subarray(i + 1, i + 1 + msg[i]!).toString('latin1'));
-    i += 1 + msg[i]!;
-  }
-  return labels.join('.').toLowerCase();
-}
-
 /**
  * The DNS server the proxy asks: never answers the names `silent` picks (it records them), and
  * passes the rest to `answering` (UDP, as the resolver asks first).
@@ -214,7 +203,7 @@ async function startSilentFront(answeringPort: number, silent: (name: string) =>
   const silentFor = new Set<string>();
   const relays = new Set<dgram.Socket>();
   front.on('message', (msg, rinfo) => {
-    const name = qname(msg);
+    const name = queryName(msg);
     if (silent(name)) {
       silentFor.add(name);
       return;

@@ -7,10 +7,7 @@
  */
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import dgram from 'node:dgram';
-import { once } from 'node:events';
 import fs from 'node:fs/promises';
-import type net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { V1ProxyProtocol, INETProtocol, Peer } from 'proxy-protocol-js';
@@ -22,6 +19,7 @@ import { RawClient, startEchoServer } from '../helpers/net.js';
 import { startProxy } from '../helpers/proxy.js';
 import { tempDir } from '../plugins/auth/helpers.js';
 import { req5, userpass, waitFor } from '../plugins/helpers/socks.js';
+import { startSilentDnsServer } from '../plugins/helpers/dns-server.js';
 
 /** A PROXY v1 header saying the client is `src` (IPv6 or IPv4). */
 function proxyHeader(src: string): Buffer {
@@ -111,27 +109,12 @@ test('handshake shedding takes the oldest handshake of the same /64 first: with 
   }
 });
 
-/** The query name of a DNS message (labels after the 12-byte header), lowercase. */
-function qname(msg: Buffer): string {
-  const labels: string[] = [];
-  let i = 12;
-  for (let n = 0; n < 128 && i < msg.length && msg[i]! > 0; n++) {
-    labels.push(msg.subarray(i + 1, i + 1 + msg[i]!).toString('latin1'));
-    i += 1 + msg[i]!;
-  }
-  return labels.join('.').toLowerCase();
-}
-
 test('resolver.maxPendingPerClient counts an IPv6 client by its /64: at a share of 2, a third lookup from another address of the same /64 gets REP 04 at once, one from the next /64 is sent', async () => {
-  const silent = dgram.createSocket('udp4');
-  silent.on('error', () => {});
-  silent.bind(0, '127.0.0.1');
-  await once(silent, 'listening');
-  const asked = new Set<string>();
-  silent.on('message', (msg) => asked.add(qname(msg)));
+  const silent = await startSilentDnsServer();
+  const asked = { has: (name: string) => silent.asked.includes(name) };
   const px = await startProxy(
     proxied({
-      resolver: { servers: [`127.0.0.1:${(silent.address() as net.AddressInfo).port}`], timeout: 8000, tries: 1, maxPending: 8, maxPendingPerClient: 2 },
+      resolver: { servers: [`127.0.0.1:${silent.port}`], timeout: 8000, tries: 1, maxPending: 8, maxPendingPerClient: 2 },
       plugins: { resolve: true },
     }),
   );

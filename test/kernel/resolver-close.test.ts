@@ -8,26 +8,19 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import dgram from 'node:dgram';
-import { once } from 'node:events';
-import type net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { systemClock } from '../../src/clock.js';
 import { resolveConfig } from '../../src/config/normalize.js';
 import { DnsResolver } from '../../src/resolver/dns-resolver.js';
+import { startSilentDnsServer } from '../plugins/helpers/dns-server.js';
 
 const FIXTURE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'close-with-lookups.js');
 
 test('a proxy closed with lookups pending at a silent DNS server (10-minute timeouts) leaves nothing behind: its process exits on its own', async () => {
-  const silent = dgram.createSocket('udp4');
-  silent.on('error', () => {});
-  silent.bind(0, '127.0.0.1');
-  await once(silent, 'listening');
-  let queries = 0;
-  silent.on('message', () => queries++);
-  const child = spawn(process.execPath, [FIXTURE, String((silent.address() as net.AddressInfo).port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const silent = await startSilentDnsServer();
+  const child = spawn(process.execPath, [FIXTURE, String(silent.port)], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -41,8 +34,8 @@ test('a proxy closed with lookups pending at a silent DNS server (10-minute time
   }, 60_000);
   try {
     // Both lookups reached the silent server (A and AAAA for the name, PTR for the address).
-    for (let i = 0; i < 600 && !(stdout.includes('pending') && queries >= 3); i++) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(stdout.includes('pending') && queries >= 3, `lookups pending (queries: ${queries}; stderr: ${stderr})`);
+    for (let i = 0; i < 600 && !(stdout.includes('pending') && silent.asked.length >= 3); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(stdout.includes('pending') && silent.asked.length >= 3, `lookups pending (queries: ${silent.asked.length}; stderr: ${stderr})`);
     child.stdin.write('close\n');
     const code = await exited;
     assert.equal(killed, false, `the process was still running 60 s after proxy.close() (stdout: ${stdout}; stderr: ${stderr})`);
@@ -61,26 +54,21 @@ test('a proxy closed with lookups pending at a silent DNS server (10-minute time
 });
 
 test('DnsResolver.close(): pending forward and reverse lookups fail at once; new lookups are refused', async () => {
-  const silent = dgram.createSocket('udp4');
-  silent.on('error', () => {});
-  silent.bind(0, '127.0.0.1');
-  await once(silent, 'listening');
-  let queries = 0;
-  silent.on('message', () => queries++);
+  const silent = await startSilentDnsServer();
   try {
-    const config = resolveConfig({ resolver: { servers: [`127.0.0.1:${(silent.address() as net.AddressInfo).port}`], timeout: 60000, tries: 10 } }, { file: undefined, dir: process.cwd() });
+    const config = resolveConfig({ resolver: { servers: [`127.0.0.1:${silent.port}`], timeout: 60000, tries: 10 } }, { file: undefined, dir: process.cwd() });
     const resolver = new DnsResolver(config, systemClock);
     const forward = resolver.lookup('pending.test', { family: 4, partition: '', client: '127.0.0.2' });
     const reverse = resolver.reverse('198.51.100.7', { partition: '', client: '127.0.0.2' });
     forward.catch(() => {});
     reverse.catch(() => {});
-    for (let i = 0; i < 200 && queries < 2; i++) await new Promise((r) => setTimeout(r, 25));
-    assert.equal(queries, 2, 'both queries reached the silent server');
+    for (let i = 0; i < 200 && silent.asked.length < 2; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.equal(silent.asked.length, 2, 'both queries reached the silent server');
     resolver.close();
     await assert.rejects(forward, { name: 'ResolveError', message: /cannot resolve pending\.test: the resolver closed/ });
     await assert.rejects(reverse, { name: 'ResolveError', message: /cannot reverse-resolve 198\.51\.100\.7: the resolver closed/ });
     await assert.rejects(resolver.lookup('other.test', { family: 4, partition: '' }), { message: /the resolver is closed/ });
-    assert.equal(queries, 2, 'nothing more was asked');
+    assert.equal(silent.asked.length, 2, 'nothing more was asked');
     resolver.close(); // idempotent
   } finally {
     silent.close();

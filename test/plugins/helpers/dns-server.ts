@@ -10,6 +10,8 @@
  * The answers are data only: nothing in the tests ever connects to an address served here.
  */
 import dns2 from 'dns2';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
 import { isIPv6 } from 'node:net';
 
 const { Packet } = dns2;
@@ -171,4 +173,34 @@ export async function startDnsServer(opts: { port?: number } = {}): Promise<Test
 /** Close two dns2 servers as one. */
 function combine(a: { close(): Promise<void> }, b: { close(): Promise<void> }): { close(): Promise<void> } {
   return { close: async () => void (await Promise.all([a.close(), b.close()])) };
+}
+
+/** The query name of a DNS message (the labels after the 12-byte header), lowercase. */
+export function queryName(msg: Buffer): string {
+  const labels: string[] = [];
+  let i = 12;
+  for (let n = 0; n < 128 && i < msg.length && msg[i]! > 0; n++) {
+    labels.push(msg.subarray(i + 1, i + 1 + msg[i]!).toString('latin1'));
+    i += 1 + msg[i]!;
+  }
+  return labels.join('.').toLowerCase();
+}
+
+/** A DNS server on 127.0.0.1 that never answers (lookups stay pending until they time out). */
+export interface SilentDnsServer {
+  readonly port: number;
+  /** The name of every query received, in order. */
+  readonly asked: string[];
+  close(): void;
+}
+
+/** Start a {@link SilentDnsServer} (UDP only). */
+export async function startSilentDnsServer(): Promise<SilentDnsServer> {
+  const sock = dgram.createSocket('udp4');
+  sock.on('error', () => {});
+  sock.bind(0, '127.0.0.1');
+  await once(sock, 'listening');
+  const asked: string[] = [];
+  sock.on('message', (msg: Buffer) => asked.push(queryName(msg)));
+  return { port: sock.address().port, asked, close: () => sock.close() };
 }

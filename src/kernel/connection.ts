@@ -23,7 +23,7 @@ import { UpstreamError } from '../errors.js';
 import { ConnectionContext, type Credentials, type SignalSource } from './context.js';
 import { EarlyData } from './early-data.js';
 import { channels } from './diagnostics.js';
-import { type DataInfo, type HandshakeOutcome, type Reply, type Takeover, isTapped } from './hooks.js';
+import { type AuthDecision, type DataInfo, type HandshakeOutcome, type Reply, type Takeover, callBail, isTapped, isThenable } from './hooks.js';
 import type { ClientSession, FrontEnd, ReplyEncoder, StreamRequest } from './front/types.js';
 import type { StreamHost } from './commands.js';
 import type { Kernel } from './kernel.js';
@@ -231,11 +231,16 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
     }
   }
 
-  /** onAuth's verdict; `true` at once when no plugin taps it. */
-  authVerdict(credentials: Credentials): Promise<boolean> | true {
+  /**
+   * onAuth's verdict: `true` at once when no plugin taps it, the verdict at once when every tap
+   * answers synchronously, else a promise of it ({@link callBail}).
+   */
+  authVerdict(credentials: Credentials): Promise<boolean> | boolean {
     const hook = this.kernel.hooks.onAuth;
     if (!isTapped(hook)) return true;
-    return hook.promise({ conn: this.ctx, credentials }).then((d) => d === undefined || d.accept);
+    const d = callBail<AuthDecision>(hook, { conn: this.ctx, credentials });
+    if (isThenable(d)) return (d as Promise<AuthDecision | undefined>).then((v) => v === undefined || v.accept);
+    return d === undefined || d.accept;
   }
   logHookError(err: unknown): void {
     if (err instanceof PluginHookError || (err as { code?: string })?.code === 'SOCKSMITH_ERR_PLUGIN_HOOK') {

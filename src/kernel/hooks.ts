@@ -182,6 +182,123 @@ export function isTapped(hook: { readonly taps: readonly unknown[] }): boolean {
   return hook.taps.length > 0;
 }
 
+/** A value now, or a promise of it: what {@link callBail} returns. */
+export type MaybePromise<T> = T | Promise<T>;
+
+/** True for a promise (or any thenable): the caller of {@link callBail} awaits only these. */
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/** A tap as tapable keeps it (its `fn` already wrapped by {@link attributeErrors}). */
+interface RunnableTap {
+  readonly type: string;
+  readonly fn: (...args: unknown[]) => unknown;
+  readonly context?: boolean;
+}
+
+/** The members of an `AsyncSeriesBailHook` that {@link callBail} reads. */
+interface BailHook {
+  readonly taps: readonly RunnableTap[];
+  readonly interceptors: readonly { readonly call?: unknown; readonly tap?: unknown; readonly loop?: unknown; readonly error?: unknown; readonly result?: unknown; readonly done?: unknown }[];
+  readonly _args?: readonly string[];
+  promise(...args: unknown[]): Promise<unknown>;
+}
+
+/**
+ * Run an `AsyncSeriesBailHook` (onGreeting, onAuth, onRequest) with tapable's semantics (taps in
+ * tapable's order; the first result other than `undefined` wins; a throw, a rejection or a
+ * callback error fails the call), but synchronously for as long as the taps answer synchronously:
+ * a `tap` tap, or a `tapAsync` tap that calls back before it returns (the built-ins that pass on
+ * a request that is not theirs). The value comes back as is, not in a promise, so the caller
+ * goes on without a promise and a microtask turn per hook per connection (`hook.promise()`
+ * builds a promise and closures on every call, whatever the taps do). From the first tap that
+ * answers later (a `tapPromise` tap, a callback after the return) the rest runs asynchronously
+ * and a promise is returned; a failure is always a rejected promise, never a throw. Hooks with an
+ * interceptor other than the kernel's `register` one, or a tap that asks for tapable's
+ * (deprecated) `context`, go through `hook.promise()` unchanged.
+ */
+export function callBail<R>(hook: { readonly taps: readonly unknown[] }, a: unknown, b?: unknown): MaybePromise<R | undefined> {
+  const h = hook as unknown as BailHook;
+  if (!plainHook(h)) return h.promise(a, b) as Promise<R | undefined>;
+  try {
+    return runBail(h.taps, 0, (h._args?.length ?? 2) === 1, a, b) as MaybePromise<R | undefined>;
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** True when no interceptor acts per call and no tap asks for `context` (then {@link runBail} is tapable's semantics). */
+function plainHook(h: BailHook): boolean {
+  const ics = h.interceptors;
+  for (let i = 0; i < ics.length; i++) {
+    const ic = ics[i]!;
+    if (ic.call !== undefined || ic.tap !== undefined || ic.loop !== undefined || ic.error !== undefined || ic.result !== undefined || ic.done !== undefined) return false;
+  }
+  const taps = h.taps;
+  for (let i = 0; i < taps.length; i++) if (taps[i]!.context) return false;
+  return true;
+}
+
+/** Taps from `i` on: a bail value, `undefined`, or a promise once a tap answers later. Throws what a tap throws synchronously. */
+function runBail(taps: readonly RunnableTap[], i: number, unary: boolean, a: unknown, b: unknown): unknown {
+  for (; i < taps.length; i++) {
+    const tap = taps[i]!;
+    if (tap.type === 'sync') {
+      const r = tap.fn(a, b);
+      if (r !== undefined) return r;
+    } else if (tap.type === 'async') {
+      let sync = true;
+      let called = false;
+      let syncErr: unknown;
+      let syncRes: unknown;
+      let resolve: ((v: unknown) => void) | undefined;
+      let reject: ((e: unknown) => void) | undefined;
+      const next = i + 1;
+      const cb = (err?: unknown, res?: unknown): void => {
+        if (called) return;
+        called = true;
+        if (sync) {
+          syncErr = err;
+          syncRes = res;
+          return;
+        }
+        if (err) reject!(err);
+        else if (res !== undefined) resolve!(res);
+        else {
+          try {
+            resolve!(runBail(taps, next, unary, a, b));
+          } catch (e) {
+            reject!(e);
+          }
+        }
+      };
+      if (unary) tap.fn(a, cb);
+      else tap.fn(a, b, cb);
+      sync = false;
+      if (!called) {
+        return new Promise((res, rej) => {
+          resolve = res;
+          reject = rej;
+        });
+      }
+      if (syncErr) throw syncErr;
+      if (syncRes !== undefined) return syncRes;
+    } else {
+      const p = tap.fn(a, b) as PromiseLike<unknown> | undefined;
+      if (!p || typeof p.then !== 'function') throw new Error(`Tap function (tapPromise) did not return promise (returned ${String(p)})`);
+      const next = i + 1;
+      return Promise.resolve(p).then(
+        (r) => (r !== undefined ? r : runBail(taps, next, unary, a, b)),
+        (e: unknown) => {
+          throw e ? e : new Error(`Tap function (tapPromise) rejects "${String(e)}" value`);
+        },
+      );
+    }
+  }
+  return undefined;
+}
+
 /** True for errors that are deliberate answers (they carry a numeric SOCKS `rep`), not plugin crashes. */
 export function isDeliberate(err: unknown): err is Error & { rep: number } {
   return typeof err === 'object' && err !== null && typeof (err as { rep?: unknown }).rep === 'number';

@@ -24,7 +24,7 @@ import { onClientData, onClientEndEarly, onIdleTimeout } from './connection.js';
 import { channels } from './diagnostics.js';
 import { EarlyData } from './early-data.js';
 import type { ReplyEncoder, StreamRequest } from './front/types.js';
-import { type Reply, isTapped } from './hooks.js';
+import { type Reply, callBail, isTapped, isThenable } from './hooks.js';
 import { relay } from './relay.js';
 import { adopt, discard as discardSocket } from './socket-owner.js';
 import { WideReplyCodes } from './stream-keys.js';
@@ -126,7 +126,11 @@ export async function runStream(c: Connection, sent: SocksRequest, encodeReply: 
   let reply: Reply | undefined;
   try {
     const hook = c.kernel.hooks.onRequest;
-    if (isTapped(hook)) reply = await hook.promise(ctx, request);
+    if (isTapped(hook)) {
+      // At once when every tap answers synchronously (the defaults' isolation, resolve, resolve-ptr on a CONNECT).
+      const r = callBail<Reply>(hook, ctx, request);
+      reply = isThenable(r) ? await r : r;
+    }
     if (c.isClosed()) return;
     if (reply) {
       await answer(c, reply, encodeReply);

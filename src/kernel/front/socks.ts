@@ -14,7 +14,7 @@ import { socks4Rejection, socks5ErrorReply } from '../../protocol/server-handsha
 import type { Connection } from '../connection.js';
 import type { Credentials } from '../context.js';
 import { NEED_MORE } from '../detect.js';
-import { type GreetingDecision, type Reply, isTapped } from '../hooks.js';
+import { type GreetingDecision, type MaybePromise, type Reply, callBail, isTapped, isThenable } from '../hooks.js';
 import { runStream } from '../pipeline.js';
 import type { StreamRequest } from './types.js';
 
@@ -62,7 +62,7 @@ export async function socksFeed(c: Connection): Promise<void> {
         const first = c.buf[c.off]!;
         c.ctx.protocol = first === 0x04 ? 'socks4' : 'unknown';
         const pending = greeting(c, first, []);
-        const decision = pending && (await pending);
+        const decision = isThenable(pending) ? await pending : pending;
         if (c.phase !== 'handshake') return;
         if (decision && 'takeover' in decision) return c.takeover(decision.takeover);
         if (decision && 'reject' in decision) {
@@ -93,7 +93,7 @@ export async function socksFeed(c: Connection): Promise<void> {
           c.ctx.protocol = 'socks5';
           c.ctx.version = 5;
           const pending = greeting(c, 0x05, ev.greeting.methods);
-          const decision = pending && (await pending);
+          const decision = isThenable(pending) ? await pending : pending;
           if (c.phase !== 'handshake') return;
           if (decision && 'takeover' in decision) return c.takeover(decision.takeover);
           let method: number;
@@ -114,7 +114,7 @@ export async function socksFeed(c: Connection): Promise<void> {
           const credentials: Credentials = { source: 'rfc1929', username: ev.auth.username, password: ev.auth.password };
           c.ctx.credentials = credentials;
           const verdict = c.authVerdict(credentials);
-          const accepted = verdict === true || (await verdict);
+          const accepted = typeof verdict === 'boolean' ? verdict : await verdict;
           if (c.phase !== 'handshake') return;
           const bytes = c.hs.authResult(accepted);
           if (!accepted) {
@@ -133,7 +133,7 @@ export async function socksFeed(c: Connection): Promise<void> {
             const credentials: Credentials = { source: 'socks4-userid', username: req.userId ?? Buffer.alloc(0), password: undefined };
             c.ctx.credentials = credentials;
             const verdict = c.authVerdict(credentials);
-            const accepted = verdict === true || (await verdict);
+            const accepted = typeof verdict === 'boolean' ? verdict : await verdict;
             if (c.phase !== 'handshake') return;
             if (!accepted) {
               c.ctx.reply = Rep.NOT_ALLOWED;
@@ -156,11 +156,14 @@ export async function socksFeed(c: Connection): Promise<void> {
   }
 }
 
-/** onGreeting's decision; `undefined` at once (no promise, no await) when no plugin taps it. */
-function greeting(c: Connection, firstByte: number, methods: readonly number[]): Promise<GreetingDecision | undefined> | undefined {
+/**
+ * onGreeting's decision: at once (no promise, no await) when no plugin taps it or every tap
+ * answers synchronously (isolation's), else a promise ({@link callBail}).
+ */
+function greeting(c: Connection, firstByte: number, methods: readonly number[]): MaybePromise<GreetingDecision | undefined> {
   const hook = c.kernel.hooks.onGreeting;
   if (!isTapped(hook)) return undefined;
-  return hook.promise({ conn: c.ctx, firstByte, methods });
+  return callBail<GreetingDecision>(hook, { conn: c.ctx, firstByte, methods });
 }
 
 

@@ -120,7 +120,10 @@ export function parseSocks5Greeting(buf: Uint8Array, offset = 0): ParseResult<So
   const n = buf[offset + 1]!;
   if (n === 0) return fail('SOCKSMITH_ERR_PROTOCOL_NO_METHODS', 'SOCKS5 greeting offers no methods');
   if (avail < 2 + n) return NEED_MORE;
-  return ok({ methods: Array.from(buf.subarray(offset + 2, offset + 2 + n)) }, 2 + n);
+  // A plain loop: no subarray view and no iterator per greeting.
+  const methods = new Array<number>(n);
+  for (let i = 0; i < n; i++) methods[i] = buf[offset + 2 + i]!;
+  return ok({ methods }, 2 + n);
 }
 
 /**
@@ -311,7 +314,10 @@ export function encodeSocks5Greeting(methods: readonly number[]): Buffer {
 
 /** `05 METHOD` (RFC 1928 §3). */
 export function encodeMethodSelection(method: number): Buffer {
-  return Buffer.from([Version.SOCKS5, method]);
+  const out = Buffer.allocUnsafe(2);
+  out[0] = Version.SOCKS5;
+  out[1] = method;
+  return out;
 }
 
 /** `01 ULEN UNAME PLEN PASSWD` (RFC 1929 §2). Strings are sent as UTF-8. */
@@ -338,8 +344,45 @@ export function encodeSocks5Request(command: number, destination: SocksAddress):
   return out;
 }
 
+/**
+ * Write a strict dotted quad (four decimal parts 0–255, no leading zeros) into `out` at `at`;
+ * false, with nothing trusted in `out`, for any other spelling (ipaddr.js then decides, as before).
+ */
+function writeDottedQuad(host: string, out: Buffer, at: number): boolean {
+  let part = 0;
+  let digits = 0;
+  let k = 0;
+  for (let i = 0; i <= host.length; i++) {
+    const ch = i < host.length ? host.charCodeAt(i) : 0x2e;
+    if (ch === 0x2e) {
+      if (digits === 0 || k > 3) return false;
+      out[at + k++] = part;
+      part = 0;
+      digits = 0;
+    } else if (ch >= 0x30 && ch <= 0x39) {
+      if (digits > 0 && part === 0) return false; // a leading zero: octal for ipaddr.js
+      part = part * 10 + (ch - 0x30);
+      if (part > 255) return false;
+      digits++;
+    } else return false;
+  }
+  return k === 4;
+}
+
 /** `05 REP 00 ATYP BND.ADDR BND.PORT` (RFC 1928 §6). */
 export function encodeSocks5Reply(rep: number, bound: SocksAddress): Buffer {
+  if (bound.kind === 'ipv4') {
+    // One buffer, no parse objects: the reply of every CONNECT (the bound address is a dotted quad).
+    const out = Buffer.allocUnsafe(10);
+    if (writeDottedQuad(bound.host, out, 4)) {
+      out[0] = Version.SOCKS5;
+      out[1] = rep;
+      out[2] = 0;
+      out[3] = AddressType.IPV4;
+      out.writeUInt16BE(bound.port & 0xffff, 8);
+      return out;
+    }
+  }
   const addr = encodeAddress(bound);
   const out = Buffer.allocUnsafe(3 + addr.length);
   out[0] = Version.SOCKS5;

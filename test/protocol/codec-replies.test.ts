@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import ipaddr from 'ipaddr.js';
 import { ZERO_ADDRESS } from '../../src/protocol/address.js';
 import {
   type Socks4Reply,
@@ -208,5 +209,23 @@ describe('SOCKS4 reply', () => {
   });
   test('socks4Rejection() is 00 5b 0000 00000000 (Tor a.2)', () => {
     assert.deepEqual(socks4Rejection(), hex('00 5b 0000 00000000'));
+  });
+});
+
+describe('encodeSocks5Reply: IPv4 bound addresses (the dotted-quad fast path)', () => {
+  /** The reply as ipaddr.js reads the address (the encoder's only path before the fast one). */
+  function viaIpaddr(rep: number, host: string, port: number): Buffer {
+    return Buffer.concat([Buffer.from([0x05, rep, 0x00, 0x01]), Buffer.from(ipaddr.IPv4.parse(host).octets), Buffer.from([port >> 8, port & 0xff])]);
+  }
+
+  test('every strict dotted quad gives the same bytes as ipaddr.js (edges and 2000 random addresses)', () => {
+    const hosts = ['0.0.0.0', '127.0.0.1', '255.255.255.255', '10.0.0.255', '1.2.3.4', '199.200.201.9'];
+    for (let i = 0; i < 2000; i++) hosts.push([0, 1, 2, 3].map(() => Math.floor(Math.random() * 256)).join('.'));
+    for (const h of hosts) assert.deepEqual(encodeSocks5Reply(Rep.SUCCEEDED, { kind: 'ipv4', host: h, port: 0xabcd }), viaIpaddr(0, h, 0xabcd), h);
+  });
+
+  test('other spellings are still read by ipaddr.js (octal, hex, short forms) or refused as before', () => {
+    for (const h of ['01.2.3.4', '0x7f.0.0.1', '127.1', '1.2.3', '000.0.0.0', '0.0.0.00']) assert.deepEqual(encodeSocks5Reply(Rep.SUCCEEDED, { kind: 'ipv4', host: h, port: 1 }), viaIpaddr(0, h, 1), h);
+    for (const h of ['1.2.3.4.5', '256.1.1.1', 'a.b.c.d', '1..2.3', '', ' 1.2.3.4', '1.2.3.4 ']) assert.throws(() => encodeSocks5Reply(Rep.SUCCEEDED, { kind: 'ipv4', host: h, port: 1 }), h);
   });
 });

@@ -119,9 +119,12 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
     readonly kernel: Kernel,
     /** The client socket (a front end's, paused, while it serves; see {@link ClientSession.socket}). */
     readonly socket: ClientSocket,
-    ctxInit: Omit<ConstructorParameters<typeof ConnectionContext>[0], 'signal'>,
+    /** The context's fields; its `signal` is set here, to this driver (the kernel passes a fresh object: no copy per connection). */
+    ctxInit: Omit<ConstructorParameters<typeof ConnectionContext>[0], 'signal'> & { signal?: SignalSource },
   ) {
-    this.ctx = new ConnectionContext({ ...ctxInit, signal: this });
+    const init = ctxInit as ConstructorParameters<typeof ConnectionContext>[0] & { signal: SignalSource };
+    init.signal = this;
+    this.ctx = new ConnectionContext(init);
     socket[kConn] = this;
     // The client socket's owner from here to the relay (docs/architecture.md, "Socket ownership").
     adopt(socket, this);

@@ -212,6 +212,7 @@ export class Kernel {
       clientFamily: family,
       acceptedAt: this.clock.now(),
       log: this.logger,
+      signal: undefined,
     });
     const onAccept = this.hooks.onAccept;
     if (isTapped(onAccept)) {

@@ -218,6 +218,23 @@ export const LOG_BUFFER_LIMIT = 8 * 1024 * 1024;
  * `{"linesDropped": N}`. On exit (`process.exit` included) everything waiting is written
  * synchronously, for at most 2 s if stderr stays full.
  */
+/** The JSON destinations that wrote a line: each writes what still waits on exit. */
+const exitFlush = new Set<{ flushSync(): void }>();
+
+let stderrChecked = false;
+
+/** Put a pipe or socket on fd 2 in non-blocking mode, once: Node's stderr handle does (libuv's uv_pipe_open). */
+function nonBlockingStderr(): void {
+  if (stderrChecked) return;
+  stderrChecked = true;
+  try {
+    const st = fs.fstatSync(2);
+    if (st.isFIFO() || st.isSocket()) void process.stderr.writable;
+  } catch {
+    /* no fd 2: writes fail and stop */
+  }
+}
+
 class BatchedStderr {
   private pending = '';
   private scheduled = false;
@@ -230,22 +247,22 @@ class BatchedStderr {
   private readonly flushNow = (): void => this.drainPending();
   private readonly drained: Array<() => void> = [];
 
+  private registered = false;
+
   constructor(
     private readonly limit: number,
     private readonly fd = 2,
-  ) {
-    try {
-      const st = fs.fstatSync(fd);
-      // Node's stderr handle for a pipe or socket sets O_NONBLOCK on the fd (libuv's uv_pipe_open).
-      if (fd === 2 && (st.isFIFO() || st.isSocket())) void process.stderr.writable;
-    } catch {
-      /* no fd 2: writes fail and are dropped */
-    }
-    process.once('exit', () => this.flushSync());
-  }
+  ) {}
 
   /** One line from pino, or a preformatted access line. */
   write(line: string): boolean {
+    if (!this.registered) {
+      // On the first line (a silent logger never gets here): non-blocking fd, flush on exit.
+      this.registered = true;
+      nonBlockingStderr();
+      exitFlush.add(this);
+      if (exitFlush.size === 1) process.once('exit', () => exitFlush.forEach((b) => b.flushSync()));
+    }
     this.pending += line;
     if (!this.scheduled) {
       this.scheduled = true;

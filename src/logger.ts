@@ -207,10 +207,11 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
 export const LOG_BUFFER_LIMIT = 8 * 1024 * 1024;
 
 /**
- * The JSON destination on fd 2. Lines are collected for one event-loop turn and written with one
- * `write(2)` from the main thread at the end of the turn (`setImmediate`): under load one write
- * carries hundreds of lines, at rest a line leaves in the same turn, and no thread-pool round trip
- * is paid per write (pino's sonic-boom writes from libuv's thread pool). A pipe or socket on fd 2
+ * The JSON destination on fd 2. Lines are collected for {@link LOG_BATCH_MS} ms from the first
+ * one and written with one `write(2)` from the main thread: under load one write carries dozens
+ * to hundreds of lines (a write per event-loop turn still cost ~10 % of a handshake: the pipe
+ * write and the reader's wake-up), a line waits at most 10 ms, and no thread-pool round trip is
+ * paid per write (pino's sonic-boom writes from libuv's thread pool). A pipe or socket on fd 2
  * is put in non-blocking mode (Node's own stderr handle does that), so a reader that falls behind
  * never blocks the proxy: what it does not take yet (EAGAIN or a short write) waits in memory and
  * is retried every 10 ms, up to `limit` bytes. A batch that would pass the limit is dropped whole
@@ -218,6 +219,9 @@ export const LOG_BUFFER_LIMIT = 8 * 1024 * 1024;
  * `{"linesDropped": N}`. On exit (`process.exit` included) everything waiting is written
  * synchronously, for at most 2 s if stderr stays full.
  */
+/** How long a JSON log line may wait for others to share its write (ms). */
+export const LOG_BATCH_MS = 10;
+
 /** The JSON destinations that wrote a line: each writes what still waits on exit. */
 const exitFlush = new Set<{ flushSync(): void }>();
 
@@ -266,7 +270,7 @@ class BatchedStderr {
     this.pending += line;
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(this.flushNow);
+      setTimeout(this.flushNow, LOG_BATCH_MS);
     }
     return true;
   }
@@ -343,7 +347,7 @@ class BatchedStderr {
     for (const cb of this.drained.splice(0)) cb();
   }
 
-  /** pino's `logger.flush(cb)`: write this turn's lines now; `cb` once nothing waits. */
+  /** pino's `logger.flush(cb)`: write the collected lines now; `cb` once nothing waits. */
   flush(cb?: (err?: Error) => void): void {
     this.drainPending();
     if (!cb) return;

@@ -5,7 +5,7 @@
  * With JSON lines and safeLogging off (the defaults) each line is built here as one string, in
  * the order and form pino would write it (`level`, `time`, the logger's bindings: `pid`, a
  * worker's `worker`; then the fields; `msg` last; undefined fields left out) and handed to the
- * logger's stream, which batches the lines of an event-loop turn into one write (src/logger.ts):
+ * logger's stream, which batches up to 10 ms of lines into one write (src/logger.ts):
  * no record object, child logger or serializer per connection. Otherwise (pino-pretty, or
  * `log.safeLogging` on, or a logger socksmith did not create) the record goes through pino: under
  * safeLogging through the connection's own logger, whose scrub also knows the connection's

@@ -12,13 +12,15 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { pino } from 'pino';
 import { hashPassword } from '../../plugins/auth/users-file.js';
+import { SocksmithProxy } from '../../src/proxy.js';
 import { createLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { startMetricsServer } from '../../src/metrics/server.js';
 import { hex, toHex } from '../helpers/hex.js';
 import { RawClient, startEchoServer, type TestServer } from '../helpers/net.js';
-import { startProxy, type TestProxy } from '../helpers/proxy.js';
+import { ALL_OFF, startProxy, type TestProxy } from '../helpers/proxy.js';
 import { scrape, waitFor } from '../metrics/helpers.js';
 import { startDnsServer, type TestDnsServer } from '../plugins/helpers/dns-server.js';
 
@@ -222,5 +224,49 @@ test('a handshake closed to make room under limits.maxConnections is counted as 
     metrics.close();
     await server.close();
     await p.close();
+  }
+});
+
+test('the preformatted access line is the line pino writes: same keys in the same order, same values, escapes included', async () => {
+  // A user name with a quote, a backslash and non-ASCII text, through the auth plugin: the fast
+  // path (a logger socksmith made) and pino's own serialization (a plain pino logger) must agree.
+  const user = 'q"u\\oté';
+  const users = path.join(tmp, 'users-escape.txt');
+  fs.writeFileSync(users, `${user}:${await hashPassword('pw')}\n`);
+  const config = { log: { level: 'info' as const }, plugins: { auth: { usersFile: users } } };
+  const fast = await startProxy(config);
+  const plainLines: string[] = [];
+  const plain = pino({ level: 'info', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, {
+    write: (s: string) => void plainLines.push(s),
+  });
+  const slow = await SocksmithProxy.create({ listen: [{ host: '127.0.0.1', port: 0 }], ...config, plugins: { ...ALL_OFF, ...config.plugins } }, { logger: plain });
+  const [slowAddr] = await slow.listen();
+  try {
+    const lines: string[] = [];
+    for (const p of [fast.port, slowAddr!.port]) {
+      const c = await RawClient.connect(p);
+      const u = Buffer.from(user);
+      c.write(Buffer.concat([hex('05 01 02'), hex('01'), Buffer.from([u.length]), u, hex('02'), Buffer.from('pw')]));
+      assert.equal(toHex(await c.read(2)), '05 02');
+      assert.equal(toHex(await c.read(2)), '01 00');
+      c.write(hex(`05 01 00 ${ECHO()}`));
+      assert.equal(toHex((await c.read(10)).subarray(0, 2)), '05 00');
+      c.end();
+      await c.waitEnd().catch(() => undefined);
+    }
+    const [fastLine] = await linesOf(fast, 'stream closed');
+    await waitFor(() => plainLines.some((l) => l.includes('"stream closed"')), 'the pino line');
+    lines.push(JSON.stringify(fastLine), plainLines.find((l) => l.includes('"stream closed"'))!);
+    const [a, b] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(Object.keys(a!), Object.keys(b!), 'same keys, same order');
+    for (const k of ['time', 'conn', 'durationMs']) {
+      delete a![k];
+      delete b![k];
+    }
+    assert.deepEqual(a, b);
+    assert.equal(a!.user, user);
+  } finally {
+    await fast.close();
+    await slow.close(500);
   }
 });

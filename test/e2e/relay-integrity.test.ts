@@ -271,7 +271,7 @@ test('a client reading slowly in random sizes with frequent pauses, while the de
   });
   try {
     // The client reads through its own small buffer in random sizes (1 byte to 16 KiB), pauses
-    // after about one read in six for 0–2 ms and after one in 300 for 40 ms: the socket buffers
+    // after about one read in six for 0–2 ms and after one in 1,500 for 300 ms: the socket buffers
     // between proxy and client fill, and the proxy's writes to it keep going asynchronous.
     const store = Buffer.alloc(16 * 1024);
     const h = createHash('sha256');
@@ -295,9 +295,9 @@ test('a client reading slowly in random sizes with frequent pauses, while the de
             h.update(buf.subarray(off, n));
             bytes += n - off;
           }
-          const r = rand(300);
-          if (r < 50) {
-            setTimeout(() => c.resume(), r === 0 ? 40 : rand(3));
+          const r = rand(1500);
+          if (r < 250) {
+            setTimeout(() => c.resume(), r === 0 ? 300 : rand(3));
             return false;
           }
           return true;

@@ -17,6 +17,7 @@ import { isOnionName } from '../protocol/names.js';
 import { Rep } from '../protocol/constants.js';
 import { repForError } from './errors.js';
 import { adopt, discard, release } from '../kernel/socket-owner.js';
+import { RELAY_ONREAD } from '../kernel/relay.js';
 import type { ConnectOptions, Upstream, UpstreamStream } from './types.js';
 
 /** Connects directly from this host. */
@@ -58,7 +59,9 @@ export class DirectUpstream implements Upstream {
     return new Promise<UpstreamStream>((resolve, reject) => {
       const local = this.options.localAddress;
       // An IP literal needs neither a lookup nor Happy Eyeballs: the plain connect is cheaper
-      // (no lookup closure, no family racing state).
+      // (no lookup closure, no family racing state). `onread`: the socket reads into reusable
+      // buffers instead of a new one per read (src/kernel/relay.ts, RELAY_ONREAD); what it reads
+      // before the relay starts arrives through 'data' as usual.
       const socket =
         destination.kind === 'domain'
           ? net.connect({
@@ -70,8 +73,9 @@ export class DirectUpstream implements Upstream {
               autoSelectFamilyAttemptTimeout: this.options.attemptTimeout ?? 250,
               ...(local ? { localAddress: local } : {}),
               lookup: this.lookupFor(conn),
+              onread: RELAY_ONREAD,
             })
-          : net.connect({ host: destination.host, port: destination.port, allowHalfOpen: true, noDelay: true, ...(local ? { localAddress: local } : {}) });
+          : net.connect({ host: destination.host, port: destination.port, allowHalfOpen: true, noDelay: true, ...(local ? { localAddress: local } : {}), onread: RELAY_ONREAD });
       // The socket's one 'error' listener goes on before anything else can touch it; this
       // attempt owns the socket until it connects (docs/architecture.md, "Socket ownership").
       let settled = false;

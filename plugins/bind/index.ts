@@ -24,15 +24,18 @@ import {
   inject,
   injectable,
   isOnionName,
+  isSession,
   Rep,
   repForError,
   Tokens,
+  UpstreamError,
   type ConnectionContext,
   type DestinationCheck,
   type PluginApi,
   type SocksAddress,
   type SocksmithPlugin,
   type StreamControl,
+  type UpstreamSession,
 } from 'socksmith';
 import { BindOptionsSchema, type BindOptions } from './schema.js';
 
@@ -95,9 +98,60 @@ export class BindPlugin implements SocksmithPlugin {
     this.servers.clear();
   }
 
-  /** BIND through a non-direct upstream (`upstream: 'forward'`). */
-  private async forward(_api: PluginApi, s: StreamControl): Promise<void> {
-    await s.fail({ rep: Rep.COMMAND_NOT_SUPPORTED });
+  /**
+   * BIND through a non-direct upstream (`upstream: 'forward'`): the dispatch chain (interceptors,
+   * the isolation plugin's per-stream credentials) to the upstream's `open()`. Its first reply
+   * (where the upstream listens) and its second (the peer) reach the client as they came; then
+   * the upstream's control connection is relayed. Nothing listens here.
+   */
+  private async forward(api: PluginApi, s: StreamControl): Promise<void> {
+    const conn = s.conn;
+    const dest = conn.destination ?? s.request.destination;
+    const v4 = s.request.version === 4;
+    // First wait: the upstream's greeting, credentials and first reply, bounded like a CONNECT (timeouts.connect).
+    const connectMs = api.config.timeouts.connect;
+    const first = new AbortController();
+    const firstTimer = setTimeout(() => first.abort(new UpstreamError(Rep.TTL_EXPIRED, `upstream BIND: no first reply within ${connectMs} ms`)), connectMs);
+    let session: UpstreamSession;
+    try {
+      const r = await api.dispatch.run(dest, conn, { command: Command.BIND, signal: AbortSignal.any([conn.signal, first.signal]), early: undefined, held: undefined });
+      if (!isSession(r)) {
+        // An interceptor answered with something else: a reply passes on (never a success without a session).
+        if ('stream' in r) r.stream.destroy();
+        const rep = 'rep' in r && r.rep !== Rep.SUCCEEDED ? r.rep : Rep.GENERAL_FAILURE;
+        return await s.fail({ rep });
+      }
+      session = r;
+    } catch (err) {
+      if (conn.signal.aborted) return;
+      conn.log.debug({ err: errorMessage(err), rep: repForError(err) }, 'bind: the upstream refused or failed the BIND');
+      conn.failure = api.config.log.safeLogging ? 'upstream BIND failed' : errorMessage(err);
+      return await s.fail({ rep: repForError(err) });
+    } finally {
+      clearTimeout(firstTimer);
+    }
+    // Second wait: the upstream's second reply (its peer arrived), bounded by acceptTimeout.
+    const ms = this.options.acceptTimeout;
+    const second = new AbortController();
+    const secondTimer = setTimeout(() => second.abort(new UpstreamError(Rep.TTL_EXPIRED, `upstream BIND: no second reply within ${ms} ms`)), ms);
+    try {
+      if (v4 && session.bound.kind !== 'ipv4') {
+        conn.log.debug({ bound: formatAddress(session.bound) }, 'bind: a SOCKS4 reply cannot carry the upstream\'s bound address');
+        session.close();
+        return await s.fail({ rep: Rep.ADDRESS_TYPE_NOT_SUPPORTED });
+      }
+      if (!(await s.reply({ rep: Rep.SUCCEEDED, bound: session.bound }))) return session.close();
+      const peer = await session.nextReply(AbortSignal.any([conn.signal, second.signal]));
+      if (!(await s.reply({ rep: Rep.SUCCEEDED, bound: peer.bound }))) return session.close();
+      s.relay(session.detach());
+    } catch (err) {
+      session.close();
+      if (conn.signal.aborted) return;
+      conn.log.debug({ err: errorMessage(err), rep: repForError(err) }, 'bind: no second reply from the upstream');
+      return await s.fail({ rep: repForError(err) });
+    } finally {
+      clearTimeout(secondTimer);
+    }
   }
 
   /** The addresses the peer may come from; `undefined`: any. Rejects with a `rep` when there can be none. */

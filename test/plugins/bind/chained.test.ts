@@ -12,7 +12,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { type Daemon, startDante } from '../../e2e/helpers/daemons.js';
 import { toHex } from '../../helpers/hex.js';
-import { RawClient } from '../../helpers/net.js';
+import { RawClient, startTcpServer } from '../../helpers/net.js';
 import { startProxy, type TestProxy } from '../../helpers/proxy.js';
 import { requireTool, which } from '../../helpers/tools.js';
 import { readReply5, req4, req5, socks5Hello, socks5Upstream, u16, waitFor } from '../helpers/socks.js';
@@ -26,6 +26,24 @@ async function peerFrom(port: number, localAddress = '127.0.0.1'): Promise<net.S
     s.once('error', reject);
   });
   return s;
+}
+
+/** Wait (bounded) until nothing accepts on 127.0.0.1:`port`. */
+async function waitRefused(port: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const code = await new Promise<string | undefined>((resolve) => {
+      const s = net.connect({ port, host: '127.0.0.1' });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(undefined);
+      });
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code));
+    });
+    if (code === 'ECONNREFUSED') return;
+    if (Date.now() > deadline) throw new Error(`port ${port} still accepts`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** `05 REP 00 01 a.b.c.d PORT`. */
@@ -90,6 +108,24 @@ describe('bind forwarded to dante-server', () => {
       await outer.close();
     }
   });
+  test("the client resets during the wait for danted's second reply: the control connection to danted closes and danted's listener with it", async (t) => {
+    if (!requireTool(t, 'danted', 'dante-server')) return;
+    const outer = await startProxy({ upstream: socks5Upstream(dante!.port), plugins: { bind: true } });
+    try {
+      const c = await RawClient.connect(outer.port);
+      await socks5Hello(c);
+      c.write(req5(2, '127.0.0.1', 0));
+      const first = await readReply5(c);
+      const port = first.readUInt16BE(8);
+      c.socket.resetAndDestroy();
+      // danted closes its BIND listener when its client (socksmith) closes the control connection.
+      await waitRefused(port);
+      await waitFor(() => outer.logs.some((l) => l.msg === 'stream closed' && l.command === 'BIND'), 'access line');
+    } finally {
+      await outer.close();
+    }
+  });
+
 });
 
 describe('bind forwarded to a second socksmith', () => {
@@ -182,6 +218,39 @@ describe('bind forwarded to a second socksmith', () => {
       assert.equal(inner.logs.filter((l) => l.msg === 'stream closed' && l.command === 'BIND').length, closedBefore);
     } finally {
       await outer.close();
+    }
+  });
+});
+
+describe('bind forwarded: the first wait', () => {
+  test('an upstream that never answers: timeouts.connect bounds the first wait (06); a client that resets meanwhile closes the upstream connection', async () => {
+    const sockets: net.Socket[] = [];
+    const closed: boolean[] = [];
+    const silent = await startTcpServer((sock) => {
+      const i = sockets.push(sock) - 1;
+      closed[i] = false;
+      sock.resume(); // read (and drop) the greeting, so that the EOF is seen
+      sock.on('end', () => (closed[i] = true));
+      sock.on('close', () => (closed[i] = true));
+    });
+    const outer = await startProxy({ upstream: socks5Upstream(silent.port), timeouts: { connect: 300 }, plugins: { bind: true } });
+    try {
+      const c = await RawClient.connect(outer.port);
+      await socks5Hello(c);
+      c.write(req5(2, '127.0.0.1', 0));
+      assert.equal(toHex(await c.readToEnd()), '05 06 00 01 00 00 00 00 00 00');
+      c.destroy();
+      await waitFor(() => closed[0] === true, 'the upstream connection closed after the timeout');
+
+      const d = await RawClient.connect(outer.port);
+      await socks5Hello(d);
+      d.write(req5(2, '127.0.0.1', 0));
+      await waitFor(() => sockets.length === 2, 'second upstream connection');
+      d.socket.resetAndDestroy();
+      await waitFor(() => closed[1] === true, 'the upstream connection closed with the client');
+    } finally {
+      await outer.close();
+      await silent.close();
     }
   });
 });

@@ -77,6 +77,7 @@ export class BindPlugin implements SocksmithPlugin {
     if (a !== undefined && net.isIP(a) === 0) throw new ConfigError(`plugins.${PLUGIN_NAME}.address`, `${JSON.stringify(a)} is not an IP address`);
   }
 
+  /** Own command 02 for SOCKS4 and SOCKS5: served here with the `direct` upstream, else forwarded or refused (`options.upstream`). */
   apply(api: PluginApi): void {
     const check = api.services.get(Tokens.DestinationCheck);
     const direct = api.config.upstream.type === 'direct';

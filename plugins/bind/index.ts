@@ -186,13 +186,14 @@ export class BindPlugin implements SocksmithPlugin {
 
     // Where to listen, and the address the first reply names.
     const reached = peerAddress(s.local.address, 0);
-    if (reached.host === '') {
+    if (reached.host === '' && this.options.address === undefined) {
       conn.log.debug('bind: the control connection has no IP address (unix socket) and no address option is set');
-      if (this.options.address === undefined) return s.fail({ rep: Rep.GENERAL_FAILURE });
+      return s.fail({ rep: Rep.GENERAL_FAILURE });
     }
     let host = this.options.address === undefined ? reached.host : peerAddress(this.options.address, 0).host;
     if (v4 && host === '::') host = '0.0.0.0'; // a SOCKS4 reply carries IPv4 only
     const announced = isUnspecified(host) ? reached : peerAddress(host, 0);
+    if (announced.host === '') return s.fail({ rep: Rep.GENERAL_FAILURE }); // a wildcard address, reached over a unix socket: nothing to announce
     if (v4 && announced.kind !== 'ipv4') {
       conn.log.debug({ address: announced.host }, 'bind: a SOCKS4 reply cannot carry an IPv6 address');
       return s.fail({ rep: Rep.ADDRESS_TYPE_NOT_SUPPORTED });

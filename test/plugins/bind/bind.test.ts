@@ -11,6 +11,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SocksClient } from 'socks';
 import { toHex } from '../../helpers/hex.js';
@@ -428,6 +430,44 @@ describe('bind: options', () => {
       peer.destroy();
     } finally {
       await px.close();
+    }
+  });
+
+  test('a client on a unix-socket listener: 01 without an address option (no IP address to listen on); with address 127.0.0.1 it works', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'socksmith-bind-unix-'));
+    const sock = path.join(dir, 's');
+    const unixClient = async (): Promise<RawClient> => {
+      const s = net.connect({ path: sock, allowHalfOpen: true });
+      await once(s, 'connect');
+      return new (RawClient as unknown as new (s: net.Socket) => RawClient)(s);
+    };
+    try {
+      const px = await startProxy({ listen: [{ path: sock }], plugins: { bind: true } });
+      try {
+        const c = await unixClient();
+        await socks5Hello(c);
+        c.write(req5(2, '0.0.0.0', 0));
+        assert.equal(toHex(await c.readToEnd()), '05 01 00 01 00 00 00 00 00 00');
+        c.destroy();
+      } finally {
+        await px.close();
+      }
+      const px2 = await startProxy({ listen: [{ path: sock }], plugins: { bind: { address: '127.0.0.1' } } });
+      try {
+        const c = await unixClient();
+        await socks5Hello(c);
+        c.write(req5(2, '0.0.0.0', 0));
+        const first = await c.read(10);
+        assert.equal(toHex(first), reply5(0, '127.0.0.1', first.readUInt16BE(8)));
+        const peer = await peerFrom(first.readUInt16BE(8));
+        assert.equal(toHex(await c.read(10)), reply5(0, '127.0.0.1', peer.localPort!));
+        c.destroy();
+        peer.destroy();
+      } finally {
+        await px2.close();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

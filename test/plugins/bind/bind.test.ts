@@ -418,6 +418,9 @@ describe('bind: options', () => {
     }
     await assert.rejects(startProxy({ plugins: { bind: { address: 'localhost' } } }), /plugins\.bind\.address: "localhost" is not an IP address/);
     await assert.rejects(startProxy({ plugins: { bind: { acceptTimeout: 0 } } }), /acceptTimeout/);
+    // A misspelled name is still caught; an entry with a key like `module` is a custom plugin with a typo, not a misspelled built-in.
+    await assert.rejects(startProxy({ plugins: { bnid: {} } as never }), /plugins\.bnid: unknown plugin \(did you mean "bind"\?\)/);
+    await assert.rejects(startProxy({ plugins: { mine: { modul: './x.mjs' } } as never }), /plugins\.mine\.modul: unknown key \(did you mean "module"\?/);
   });
 
   test('a wildcard address (0.0.0.0) listens everywhere and replies with the address the client reached', async () => {

@@ -15,6 +15,7 @@ import { toHex } from '../../helpers/hex.js';
 import { RawClient, startTcpServer } from '../../helpers/net.js';
 import { startProxy, type TestProxy } from '../../helpers/proxy.js';
 import { requireTool, which } from '../../helpers/tools.js';
+import { startRecordingUpstream } from '../helpers/recording-upstream.js';
 import { readReply5, req4, req5, socks5Hello, socks5Upstream, u16, waitFor } from '../helpers/socks.js';
 
 /** A connected socket from `localAddress` to 127.0.0.1:`port`. */
@@ -251,6 +252,55 @@ describe('bind forwarded: the first wait', () => {
     } finally {
       await outer.close();
       await silent.close();
+    }
+  });
+});
+
+describe('bind forwarded: what goes upstream and what comes back, byte for byte', () => {
+  test('the BIND request reaches the upstream as sent (a name stays ATYP 03, no local DNS), with the isolation plugin\'s credentials; both replies (ATYP 04, then ATYP 03) reach the client unchanged', async () => {
+    const first = Buffer.concat([Buffer.from([5, 0, 0, 4]), Buffer.alloc(15), Buffer.from([1]), u16(4660)]);
+    const name = Buffer.from('peer.example');
+    const second = Buffer.concat([Buffer.from([5, 0, 0, 3, name.length]), name, u16(20)]);
+    const up = await startRecordingUpstream({ answer: (req) => (req.command === 2 ? { rep: 0, raw: Buffer.concat([first, second]) } : undefined) });
+    const outer = await startProxy({ upstream: socks5Upstream(up.port), plugins: { bind: true, isolation: true } });
+    try {
+      const c = await RawClient.connect(outer.port);
+      await socks5Hello(c);
+      c.write(req5(2, 'ftp.example', 21, true));
+      assert.equal(toHex(await readReply5(c)), toHex(first));
+      assert.equal(toHex(await readReply5(c)), toHex(second));
+      await c.waitEnd(); // the upstream ended its control connection: the relay passes the EOF on
+      c.destroy();
+      await up.waitSessions(1);
+      const s = up.sessions[0]!;
+      assert.equal(toHex(s.request!.raw), toHex(req5(2, 'ftp.example', 21, true)));
+      assert.ok(s.credentials !== undefined, 'the isolation plugin\'s per-stream credentials went upstream');
+      assert.ok(!outer.logs.some((l) => l.msg === 'bind: listening'));
+    } finally {
+      await outer.close();
+      await up.close();
+    }
+  });
+
+  test('a failure REP from the upstream, first or second reply, reaches the client unchanged', async () => {
+    const ok = Buffer.from([5, 0, 0, 1, 127, 0, 0, 1, 0x12, 0x34]);
+    let n = 0;
+    const up = await startRecordingUpstream({
+      answer: (req) => (req.command !== 2 ? undefined : ++n === 1 ? { rep: 5 } : { rep: 0, raw: Buffer.concat([ok, Buffer.from([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])]) }),
+    });
+    const outer = await startProxy({ upstream: socks5Upstream(up.port), plugins: { bind: true } });
+    try {
+      const c = await RawClient.connect(outer.port);
+      await socks5Hello(c);
+      c.write(req5(2, '127.0.0.1', 0));
+      assert.equal(toHex(await c.readToEnd()), '05 05 00 01 00 00 00 00 00 00');
+      const d = await RawClient.connect(outer.port);
+      await socks5Hello(d);
+      d.write(req5(2, '127.0.0.1', 0));
+      assert.equal(toHex(await d.readToEnd()), toHex(Buffer.concat([ok, Buffer.from([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])])));
+    } finally {
+      await outer.close();
+      await up.close();
     }
   });
 });

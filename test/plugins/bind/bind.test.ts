@@ -473,4 +473,23 @@ describe('bind: options', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test('limits: the BIND control connection counts as the client\'s connection (maxConnectionsPerClient 1 refuses a second one); the peer does not count', async () => {
+    const px = await startProxy({ limits: { maxConnectionsPerClient: 1 }, plugins: { bind: true } });
+    try {
+      const { c, port } = await bind5(px, '127.0.0.1', 0);
+      const second = await RawClient.connect(px.port);
+      second.write(req5(1, '127.0.0.1', 9));
+      assert.equal((await second.readToEnd()).length, 0, 'a second connection from 127.0.0.1 is closed without a byte');
+      second.destroy();
+      const peer = await peerFrom(port);
+      assert.equal(toHex(await c.read(10)), reply5(0, '127.0.0.1', peer.localPort!));
+      peer.write('still works');
+      assert.equal((await c.read(11)).toString(), 'still works');
+      c.destroy();
+      peer.destroy();
+    } finally {
+      await px.close();
+    }
+  });
 });

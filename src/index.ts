@@ -14,6 +14,7 @@ export { defineConfig, type SocksmithConfig, type PluginsConfig, type PluginOpti
 // Type-only (erased from index.js, so no run-time import of a plugin): loads the built-ins' PluginOptionsMap augmentations.
 export type {
   AuthOptions,
+  BindOptions,
   ExtendedErrorsOptions,
   HttpDetectOptions,
   IsolationOptions,

@@ -58,7 +58,9 @@ function normalizeCustomPlugin(name: string, v: unknown, dir: string, out: Plugi
       `unknown plugin${hint ? ` (did you mean "${hint}"?)` : ''}; built-ins are ${BUILTIN_PLUGIN_NAMES.join(', ')}, and a custom plugin is { module, options }`,
     );
   }
-  if (!('module' in v)) {
+  // A key that looks like `module` (`modul`) marks a custom entry with a typo, whatever its name
+  // (`mine` is two edits from the built-in `bind`): the schema below names the typo.
+  if (!('module' in v) && suggest('module', Object.keys(v)) === undefined) {
     const hint = suggest(name, BUILTIN_PLUGIN_NAMES);
     if (hint) throw new ConfigError(key, `unknown plugin (did you mean "${hint}"?); a custom plugin is { module, options }`);
   }

@@ -22,7 +22,7 @@ export const Version = {
 export const Command = {
   /** CONNECT (RFC 1928 §4; SOCKS4 CD = 1). */
   CONNECT: 0x01,
-  /** BIND (RFC 1928 §4; SOCKS4 CD = 2). Not supported by socksmith: answered 07 / 5B. */
+  /** BIND (RFC 1928 §4; SOCKS4 CD = 2). Answered 07 / 5B unless the `bind` plugin is on. */
   BIND: 0x02,
   /** UDP ASSOCIATE (RFC 1928 §4). Not supported by socksmith: answered 07. */
   UDP_ASSOCIATE: 0x03,

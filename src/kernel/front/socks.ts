@@ -28,12 +28,13 @@ function encodeReplyV5(reply: Reply): Buffer {
 
 /**
  * Encode a reply for SOCKS4: 5A for success, 5B otherwise. The address field carries a RESOLVE
- * answer; CONNECT replies carry zeros, as Tor sends them.
+ * answer (port 0, as Tor sends it) and BIND's address and port (the SOCKS4 document: "In the
+ * reply to BIND, DSTPORT and DSTIP are meaningful"); CONNECT replies carry zeros, as Tor sends them.
  */
 function encodeReplyV4(reply: Reply, request: StreamRequest): Buffer {
   if (reply.rep !== Rep.SUCCEEDED) return socks4Rejection();
   const b = reply.bound;
-  if (request.command !== Command.CONNECT && b && b.kind === 'ipv4') return encodeSocks4Reply(Socks4Rep.GRANTED, 0, b.host);
+  if (request.command !== Command.CONNECT && b && b.kind === 'ipv4') return encodeSocks4Reply(Socks4Rep.GRANTED, request.command === Command.BIND ? b.port : 0, b.host);
   return encodeSocks4Reply(Socks4Rep.GRANTED);
 }
 

@@ -12,3 +12,4 @@ export type { OptimisticDataOptions } from 'socksmith/plugins/optimistic-data';
 export type { ExtendedErrorsOptions } from 'socksmith/plugins/extended-errors';
 export type { AuthOptions } from 'socksmith/plugins/auth';
 export type { PolicyOptions } from 'socksmith/plugins/policy';
+export type { UdpAssociateOptions } from 'socksmith/plugins/udp-associate';

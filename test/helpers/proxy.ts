@@ -19,6 +19,7 @@ export const ALL_OFF = Object.freeze({
   'extended-errors': false,
   auth: false,
   policy: false,
+  'udp-associate': false,
 });
 
 /** A running test proxy. */

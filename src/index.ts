@@ -75,8 +75,8 @@ export {
   type DnsLookupMessage,
 } from './kernel/diagnostics.js';
 
-export type { Upstream, UpstreamStream, ConnectFn, ConnectOptions, UpstreamInterceptor, Dispatch, DispatchInterceptor, DispatchOptions, DispatchResult } from './upstream/types.js';
-export { composeUpstream, isStream } from './upstream/types.js';
+export type { Upstream, UpstreamStream, UpstreamSession, SessionReply, OpenOptions, ConnectFn, ConnectOptions, UpstreamInterceptor, Dispatch, DispatchInterceptor, DispatchOptions, DispatchResult } from './upstream/types.js';
+export { composeUpstream, isStream, isSession } from './upstream/types.js';
 export { UpstreamDispatch, type ChainRegistry } from './kernel/dispatch.js';
 export { DirectUpstream } from './upstream/direct.js';
 export { Socks5Upstream, type Socks5UpstreamOptions } from './upstream/socks5.js';

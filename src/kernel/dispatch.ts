@@ -51,9 +51,10 @@ export class InterceptorChain<F, I extends (next: F) => F> implements ChainRegis
 }
 
 /**
- * The upstream dispatch: one function for CONNECT and for one-reply commands (RESOLVE F0,
- * RESOLVE_PTR F1) that go to the upstream. Its terminal is the `Upstream` service:
- * `connect()` for CONNECT, `query()` for the others (07 if the upstream has none).
+ * The upstream dispatch: one function for CONNECT, for one-reply commands (RESOLVE F0,
+ * RESOLVE_PTR F1) and for two-phase commands a plugin forwards (BIND, UDP ASSOCIATE) that go to
+ * the upstream. Its terminal is the `Upstream` service: `connect()` for CONNECT, `open()` for
+ * BIND and UDP ASSOCIATE, `query()` for the others (07 if the upstream has no such method).
  */
 export class UpstreamDispatch implements ChainRegistry<DispatchInterceptor> {
   private readonly chain = new InterceptorChain<Dispatch, DispatchInterceptor>();
@@ -61,6 +62,8 @@ export class UpstreamDispatch implements ChainRegistry<DispatchInterceptor> {
   private readonly terminal: Dispatch;
   /** True when the upstream answers F0/F1 itself (`Upstream.query`): the resolve plugins' `auto` mode. */
   readonly canQuery: boolean;
+  /** True when the upstream runs BIND and UDP ASSOCIATE itself (`Upstream.open`): plugins that own those commands may forward them. */
+  readonly canOpen: boolean;
   /** The upstream's `name` (the access line's `upstream` field). */
   readonly upstreamName: string;
 
@@ -69,10 +72,13 @@ export class UpstreamDispatch implements ChainRegistry<DispatchInterceptor> {
     private readonly configured: readonly DispatchInterceptor[] = [],
   ) {
     this.canQuery = typeof upstream.query === 'function';
+    this.canOpen = typeof upstream.open === 'function';
     this.upstreamName = upstream.name;
     this.terminal = (destination, conn, options) => {
       if (options.command === Command.CONNECT) return upstream.connect(destination, conn, options);
-      if (upstream.query) return upstream.query(options.command, destination, conn, options);
+      if (options.command === Command.BIND || options.command === Command.UDP_ASSOCIATE) {
+        if (upstream.open) return upstream.open(options.command, destination, conn, options);
+      } else if (upstream.query) return upstream.query(options.command, destination, conn, options);
       return Promise.reject(new UpstreamError(Rep.COMMAND_NOT_SUPPORTED, `upstream ${upstream.name} cannot answer command ${options.command}`));
     };
   }

@@ -42,10 +42,13 @@ import { AuthStatus, Command, Method, Rep } from '../protocol/constants.js';
 import { repForError } from './errors.js';
 import { UpstreamAuth } from './credentials.js';
 import { type SocketOwner, adopt, discard, release } from '../kernel/socket-owner.js';
-import type { ConnectOptions, Upstream, UpstreamStream } from './types.js';
+import type { ConnectOptions, OpenOptions, SessionReply, Upstream, UpstreamSession, UpstreamStream } from './types.js';
 
 /** Options of a SOCKS5 upstream (the `upstream` config entry without `type`). */
 export type Socks5UpstreamOptions = Omit<Socks5UpstreamConfig, 'type'>;
+
+/** Bytes a {@link MessageReader} buffers before it pauses the socket (a reply is at most 262). */
+const MAX_UNREAD = 4096;
 
 /**
  * Reads whole messages from a socket during a client handshake, keeping any bytes after them.
@@ -57,6 +60,9 @@ class MessageReader implements SocketOwner {
   private failure: Error | undefined;
   private readonly onData = (chunk: Buffer) => {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    // No reply is this long: whatever follows one (a destination's first data) waits in the
+    // socket, not here, until the reader is released.
+    if (this.buf.length > MAX_UNREAD) this.socket.pause();
     this.waiter?.();
   };
   private readonly onEnd = () => {
@@ -139,7 +145,7 @@ export class Socks5Upstream implements Upstream {
     conn: ConnectionContext,
     signal: AbortSignal,
     early: EarlyData | undefined,
-  ): Promise<{ socket: net.Socket; reply: { rep: number; bound: SocksAddress } }> {
+  ): Promise<{ socket: net.Socket; reader: MessageReader; reply: { rep: number; bound: SocksAddress } }> {
     if (signal.aborted) throw signal.reason;
     const socket = net.connect({ host: this.options.host, port: this.options.port, allowHalfOpen: true, noDelay: true });
     const reader = new MessageReader(socket);
@@ -169,8 +175,7 @@ export class Socks5Upstream implements Upstream {
       if (early !== undefined && this.options.pipelining === true) early.attach(socket);
       socket.uncork();
       const reply = await reader.read(parseSocks5Reply);
-      reader.release();
-      return { socket, reply };
+      return { socket, reader, reply };
     } catch (err) {
       reader.release();
       discard(socket);
@@ -188,7 +193,8 @@ export class Socks5Upstream implements Upstream {
 
   /** CONNECT through the upstream; its reply code reaches the client unchanged (via `UpstreamError.rep`). */
   async connect(destination: SocksAddress, conn: ConnectionContext, options: ConnectOptions): Promise<UpstreamStream> {
-    const { socket, reply } = await this.handshake(Command.CONNECT, destination, conn, options.signal, options.early);
+    const { socket, reader, reply } = await this.handshake(Command.CONNECT, destination, conn, options.signal, options.early);
+    reader.release();
     if (reply.rep !== Rep.SUCCEEDED) {
       discard(socket);
       throw new UpstreamError(reply.rep, `upstream ${this.name} answered REP 0x${reply.rep.toString(16).padStart(2, '0')}`, {
@@ -200,8 +206,160 @@ export class Socks5Upstream implements Upstream {
 
   /** Send a one-reply command (RESOLVE F0, RESOLVE_PTR F1) and return the upstream's reply as is. */
   async query(command: number, destination: SocksAddress, conn: ConnectionContext, options: Pick<ConnectOptions, 'signal'>): Promise<Reply> {
-    const { socket, reply } = await this.handshake(command, destination, conn, options.signal, undefined);
+    const { socket, reader, reply } = await this.handshake(command, destination, conn, options.signal, undefined);
+    reader.release();
     discard(socket);
     return reply;
+  }
+
+  /**
+   * Run a two-phase command (BIND, UDP ASSOCIATE) at the upstream: the same greeting and
+   * credentials as CONNECT, the request with `command`, and its first reply. A failure REP rejects
+   * with an `UpstreamError` carrying it; on success the control connection is the session's.
+   */
+  async open(command: number, destination: SocksAddress, conn: ConnectionContext, options: OpenOptions): Promise<UpstreamSession> {
+    const { socket, reader, reply } = await this.handshake(command, destination, conn, options.signal, undefined);
+    if (reply.rep !== Rep.SUCCEEDED) {
+      reader.release();
+      discard(socket);
+      throw new UpstreamError(reply.rep, `upstream ${this.name} answered REP 0x${reply.rep.toString(16).padStart(2, '0')}`, {
+        code: 'SOCKSMITH_ERR_UPSTREAM_REPLY',
+      });
+    }
+    reader.release();
+    return new Socks5Session(socket, reply.bound, command, this.name);
+  }
+}
+
+/** Bytes a SOCKS5 reply needs in all, judged from its first bytes (`VER REP RSV ATYP` and, for a name, its length). */
+function socks5ReplyLength(buf: Buffer): number {
+  if (buf.length < 5) return 5;
+  switch (buf[3]) {
+    case 0x01:
+      return 10;
+    case 0x04:
+      return 22;
+    case 0x03:
+      return 7 + buf[4]!;
+    default:
+      return buf.length; // parseSocks5Reply rejects the ATYP
+  }
+}
+
+/**
+ * An {@link UpstreamSession} on a SOCKS5 control connection. It never reads past a reply: the
+ * next reply is pulled with exact-length `read(n)` calls, so bytes behind it (a BIND peer's first
+ * data) and the EOF stay in the socket for whoever relays it after {@link detach}. Between replies
+ * only `'close'` and `'end'` are watched; a UDP ASSOCIATE control connection (which carries no
+ * data) is drained and its bytes dropped, so its EOF is seen at once.
+ */
+class Socks5Session implements UpstreamSession, SocketOwner {
+  readonly ended: Promise<void>;
+  private done = false;
+  private settle!: () => void;
+  private failure: Error | undefined;
+  private wake: (() => void) | undefined;
+  private drained = 0;
+  private readonly onReadable = () => {
+    if (this.command === Command.UDP_ASSOCIATE) {
+      for (let chunk = this.stream.read() as Buffer | null; chunk !== null; chunk = this.stream.read() as Buffer | null) {
+        this.drained += chunk.length;
+        if (this.drained > MAX_UNREAD) {
+          this.failure ??= new UpstreamError(Rep.GENERAL_FAILURE, `upstream ${this.upstreamName} sent ${this.drained} bytes on a UDP ASSOCIATE control connection`);
+          this.close();
+          return;
+        }
+      }
+    }
+    this.wake?.();
+  };
+  private readonly onEnd = () => {
+    this.failure ??= new UpstreamError(Rep.GENERAL_FAILURE, `upstream ${this.upstreamName} closed the control connection`);
+    this.wake?.();
+    this.settle();
+  };
+
+  constructor(
+    readonly stream: net.Socket,
+    readonly bound: SocksAddress,
+    private readonly command: number,
+    private readonly upstreamName: string,
+  ) {
+    this.ended = new Promise<void>((resolve) => (this.settle = resolve));
+    adopt(stream, this);
+    stream.on('readable', this.onReadable);
+    stream.on('end', this.onEnd);
+    stream.on('close', this.onEnd);
+  }
+
+  /** @internal An error on the control connection while the session owns it. */
+  socketError(_socket: Duplex, err: Error): void {
+    this.failure ??= err;
+    this.wake?.();
+    this.settle();
+  }
+
+  async nextReply(signal: AbortSignal): Promise<SessionReply> {
+    if (this.done) throw new UpstreamError(Rep.GENERAL_FAILURE, `upstream ${this.upstreamName}: the session is closed`);
+    if (signal.aborted) {
+      this.close();
+      throw signal.reason;
+    }
+    const onAbort = () => {
+      this.failure ??= signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
+      this.wake?.();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      let buf: Buffer = Buffer.alloc(0);
+      for (;;) {
+        const want = socks5ReplyLength(buf) - buf.length;
+        const chunk = want > 0 ? (this.stream.read(want) as Buffer | null) : null;
+        if (chunk !== null) buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+        const r = parseSocks5Reply(buf);
+        if (r.status === 'error') throw r.error;
+        if (r.status === 'ok') {
+          if (r.value.rep !== Rep.SUCCEEDED) {
+            throw new UpstreamError(r.value.rep, `upstream ${this.upstreamName} answered REP 0x${r.value.rep.toString(16).padStart(2, '0')}`, {
+              code: 'SOCKSMITH_ERR_UPSTREAM_REPLY',
+            });
+          }
+          return r.value;
+        }
+        if (chunk !== null) continue;
+        if (this.failure) throw this.failure;
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        this.wake = undefined;
+      }
+    } catch (err) {
+      this.close();
+      if (signal.aborted) throw signal.reason;
+      if (err instanceof UpstreamError) throw err;
+      throw new UpstreamError(Rep.GENERAL_FAILURE, `upstream ${this.upstreamName}: ${errorMessage(err)}`, { cause: err });
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  detach(): UpstreamStream {
+    if (this.done) throw new Error(`upstream ${this.upstreamName}: the session is closed`);
+    this.done = true;
+    this.unwatch();
+    release(this.stream);
+    return { stream: this.stream, bound: this.bound };
+  }
+
+  close(): void {
+    if (this.done) return;
+    this.done = true;
+    this.unwatch();
+    discard(this.stream);
+    this.settle();
+  }
+
+  private unwatch(): void {
+    this.stream.removeListener('readable', this.onReadable);
+    this.stream.removeListener('end', this.onEnd);
+    this.stream.removeListener('close', this.onEnd);
   }
 }

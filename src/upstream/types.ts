@@ -30,7 +30,11 @@ export interface ConnectOptions {
  * bytes. The upstream's `connect()` receives this object (it is a ConnectOptions too).
  */
 export interface DispatchOptions extends ConnectOptions {
-  /** `Command.CONNECT`, `Command.RESOLVE` (F0) or `Command.RESOLVE_PTR` (F1). */
+  /**
+   * `Command.CONNECT`, `Command.RESOLVE` (F0) or `Command.RESOLVE_PTR` (F1) from the kernel;
+   * `Command.BIND` or `Command.UDP_ASSOCIATE` from a plugin that owns that command and forwards
+   * it (the terminal calls {@link Upstream.open}).
+   */
   readonly command: number;
   /**
    * The client bytes the kernel holds for this stream (CONNECT; `undefined` otherwise). An
@@ -39,8 +43,11 @@ export interface DispatchOptions extends ConnectOptions {
   readonly held: EarlyData | undefined;
 }
 
-/** What a dispatch resolves with: an open stream for CONNECT, the upstream's reply for F0/F1. */
-export type DispatchResult = UpstreamStream | Reply;
+/**
+ * What a dispatch resolves with: an open stream for CONNECT, the upstream's reply for F0/F1, a
+ * session for BIND and UDP ASSOCIATE.
+ */
+export type DispatchResult = UpstreamStream | Reply | UpstreamSession;
 
 /** Dispatch one command for `conn` to the upstream. Reject with an error that has a numeric `rep` to choose the reply. */
 export type Dispatch = (destination: SocksAddress, conn: ConnectionContext, options: DispatchOptions) => Promise<DispatchResult>;
@@ -48,9 +55,53 @@ export type Dispatch = (destination: SocksAddress, conn: ConnectionContext, opti
 /** Wrap a {@link Dispatch} (`kernel.dispatch.intercept(...)`, or a module in `upstream.interceptors`). */
 export type DispatchInterceptor = (next: Dispatch) => Dispatch;
 
-/** True when a dispatch result is an open stream (CONNECT), not a reply. */
+/** True when a dispatch result is an open stream (CONNECT), not a reply or a session. */
 export function isStream(result: DispatchResult): result is UpstreamStream {
-  return 'stream' in result;
+  return 'stream' in result && !('nextReply' in result);
+}
+
+/** True when a dispatch result is an {@link UpstreamSession} (BIND, UDP ASSOCIATE). */
+export function isSession(result: DispatchResult): result is UpstreamSession {
+  return 'stream' in result && 'nextReply' in result;
+}
+
+/** One reply read from an upstream's control connection. */
+export interface SessionReply {
+  readonly rep: number;
+  readonly bound: SocksAddress;
+}
+
+/**
+ * A two-phase command's control connection at the upstream (BIND, UDP ASSOCIATE), after a
+ * successful first reply. The session owns the connection's errors until {@link detach} or
+ * {@link close}; an error or EOF settles {@link ended} and fails a pending {@link nextReply}.
+ */
+export interface UpstreamSession {
+  /** The upstream's control connection. Do not add listeners or read from it; use the methods. */
+  readonly stream: Duplex;
+  /** BND.ADDR/BND.PORT of the first reply (BIND: where the upstream listens; UDP ASSOCIATE: the upstream's relay). */
+  readonly bound: SocksAddress;
+  /**
+   * Read the next reply (BIND's second). A failure REP rejects with an `UpstreamError` carrying it
+   * (`rep`); EOF, an error, or an unparsable reply rejects with rep 01. `signal` aborting rejects
+   * with its reason and closes the session.
+   */
+  nextReply(signal: AbortSignal): Promise<SessionReply>;
+  /** Settles once (never rejects) when the control connection ends: EOF, error, {@link close}. Not after {@link detach}. */
+  readonly ended: Promise<void>;
+  /**
+   * Hand the control connection over as a stream for `StreamControl.relay()` (BIND after its
+   * second reply); bytes read past the last reply go back into it. The session is done after this.
+   */
+  detach(): UpstreamStream;
+  /** Destroy the control connection (idempotent). */
+  close(): void;
+}
+
+/** Options of {@link Upstream.open}. */
+export interface OpenOptions {
+  /** Aborted on timeout or when the client goes away: the attempt (and the session) is torn down. */
+  readonly signal: AbortSignal;
 }
 
 /** A stream that is open. */
@@ -82,6 +133,12 @@ export interface Upstream {
    * lookup happens at the upstream (no local DNS leak). The `resolve` plugins use it when present.
    */
   query?(command: number, destination: SocksAddress, conn: ConnectionContext, options: Pick<ConnectOptions, 'signal'>): Promise<Reply>;
+  /**
+   * Optional: run a two-phase command (BIND 02, UDP ASSOCIATE 03) at the upstream and resolve
+   * with its control connection after a successful first reply; a failure reply rejects with an
+   * error carrying its REP. Without it such a command forwarded by a plugin gets 07.
+   */
+  open?(command: number, destination: SocksAddress, conn: ConnectionContext, options: OpenOptions): Promise<UpstreamSession>;
   /** Optional cleanup at shutdown. */
   close?(): Promise<void> | void;
 }
@@ -93,6 +150,7 @@ export function composeUpstream(upstream: Upstream, ...interceptors: UpstreamInt
     name: upstream.name,
     connect,
     ...(upstream.query ? { query: upstream.query.bind(upstream) } : {}),
+    ...(upstream.open ? { open: upstream.open.bind(upstream) } : {}),
     ...(upstream.close ? { close: upstream.close.bind(upstream) } : {}),
   };
   return composed;

@@ -104,15 +104,21 @@ export function startMicrosocks(bin: string, auth?: { username: string; password
   );
 }
 
+/** Options of {@link startDante}. */
+export interface DanteOptions {
+  /** The `command:` list of the socks rule (default `connect`; e.g. `connect bind bindreply udpassociate udpreply`). */
+  readonly commands?: string;
+}
+
 /**
  * `danted -f CONF -N 1 -p PIDFILE` (foreground: no -D) with a loopback-only, no-auth config in a
  * temp folder. danted's children exit with their mother on SIGTERM.
  */
-export function startDante(bin: string): Promise<Daemon> {
-  return withRetries(() => startDanteOnce(bin));
+export function startDante(bin: string, options: DanteOptions = {}): Promise<Daemon> {
+  return withRetries(() => startDanteOnce(bin, options));
 }
 
-async function startDanteOnce(bin: string): Promise<Daemon> {
+async function startDanteOnce(bin: string, options: DanteOptions): Promise<Daemon> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'socksmith-dante-'));
   const conf = path.join(dir, 'danted.conf');
   const port = await freePort();
@@ -127,7 +133,7 @@ async function startDanteOnce(bin: string): Promise<Daemon> {
       'user.privileged: root',
       'user.unprivileged: nobody',
       'client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }',
-      'socks pass { from: 127.0.0.0/8 to: 127.0.0.0/8 command: connect }',
+      `socks pass { from: 127.0.0.0/8 to: 127.0.0.0/8 command: ${options.commands ?? 'connect'} }`,
       '',
     ].join('\n'),
   );

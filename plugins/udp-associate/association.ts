@@ -124,6 +124,7 @@ export class Association {
   /** Start the idle timer and the end on `conn.signal`. */
   start(route: Route): void {
     this.route = route;
+    if (this.closed) return;
     this.timer = setTimeout(() => this.close('idle timeout'), this.init.options.idleTimeout);
     this.timer.unref();
     const signal = this.init.conn.signal;
@@ -159,8 +160,11 @@ export class Association {
     this.pendingBytes -= bytes;
   }
 
-  /** Send `chunks` to `port`/`host` with the waiting datagram of `bytes` reserved until the kernel took it. */
-  send(chunks: Buffer | Buffer[], port: number | undefined, host: string | undefined, bytes: number, onSent: () => void): void {
+  /**
+   * Send `chunks` to `port`/`host` (`undefined`: the peer `socket` is connected to) from `socket`
+   * (default: the relay socket), the waiting datagram of `bytes` reserved until the kernel took it.
+   */
+  send(chunks: Buffer | Buffer[], port: number | undefined, host: string | undefined, bytes: number, onSent: () => void, socket: dgram.Socket = this.socket): void {
     if (this.closed) return this.release(bytes);
     const done = (err: Error | null) => {
       this.release(bytes);
@@ -168,8 +172,8 @@ export class Association {
       else onSent();
     };
     try {
-      if (port === undefined) this.socket.send(chunks, done);
-      else this.socket.send(chunks, port, host, done);
+      if (port === undefined) socket.send(chunks, done);
+      else socket.send(chunks, port, host, done);
     } catch {
       // A closed socket or a bad argument throws synchronously.
       this.release(bytes);

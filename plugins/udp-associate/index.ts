@@ -12,9 +12,27 @@
  * See README.md for who may use an association, the limits and what is dropped.
  * @packageDocumentation
  */
-import { clientKey, Command, errorMessage, inject, injectable, Rep, Tokens, type PluginApi, type SocksmithPlugin, type StreamControl } from 'socksmith';
+import {
+  clientKey,
+  Command,
+  errorMessage,
+  formatAddress,
+  inject,
+  injectable,
+  isSession,
+  Rep,
+  repForError,
+  Tokens,
+  UpstreamError,
+  type PluginApi,
+  type SocksAddress,
+  type SocksmithPlugin,
+  type StreamControl,
+  type UpstreamSession,
+} from 'socksmith';
 import { Association, isZeroAddress, plainIp, type Route } from './association.js';
 import { DirectRoute } from './direct.js';
+import { ForwardRoute, UpstreamSocket, relayAddress } from './forward.js';
 import { UdpAssociateOptionsSchema, type UdpAssociateOptions } from './schema.js';
 
 export type { UdpAssociateOptions } from './schema.js';
@@ -126,9 +144,44 @@ export class UdpAssociatePlugin implements SocksmithPlugin {
     await this.answer(stream, a, route);
   }
 
-  /** Another upstream: not available until the upstream API can open a UDP ASSOCIATE (see serveForward in README). */
-  private async serveForward(_api: PluginApi, stream: StreamControl): Promise<void> {
-    await stream.fail({ rep: Rep.COMMAND_NOT_SUPPORTED });
+  /**
+   * Another upstream: open a UDP ASSOCIATE at the upstream through the dispatch chain (so the
+   * isolation plugin's per-stream credentials apply), naming the port our upstream-facing socket
+   * sends from, then relay between the client and the upstream's relay. Nothing is sent directly.
+   */
+  private async serveForward(api: PluginApi, stream: StreamControl): Promise<void> {
+    const conn = stream.conn;
+    if (!api.dispatch.canOpen) {
+      await stream.fail({ rep: Rep.COMMAND_NOT_SUPPORTED });
+      return;
+    }
+    const a = await this.open(api, stream);
+    if (a === undefined) return;
+    const upstream = api.config.upstream as { host?: unknown };
+    const upFamily: 4 | 6 = typeof upstream.host === 'string' && upstream.host.replace(/^\[|\]$/g, '').includes(':') ? 6 : 4;
+    const up = new UpstreamSocket(upFamily);
+    let session: UpstreamSession | undefined;
+    try {
+      const port = await up.bind();
+      // RFC 1928: the address we will send from is not known (wildcard), the port is.
+      const dst: SocksAddress = { kind: upFamily === 6 ? 'ipv6' : 'ipv4', host: upFamily === 6 ? '::' : '0.0.0.0', port };
+      const result = await api.dispatch.run(dst, conn, { command: Command.UDP_ASSOCIATE, signal: api.lookupSignal(conn), early: undefined, held: undefined });
+      if (!isSession(result)) throw new UpstreamError(Rep.GENERAL_FAILURE, 'the upstream dispatch did not return a session for UDP ASSOCIATE');
+      session = result;
+      const relay = relayAddress(session, upFamily);
+      if (relay === undefined) throw new UpstreamError(Rep.GENERAL_FAILURE, `the upstream's UDP relay ${formatAddress(session.bound)} is a name, port 0 or of another family`);
+      await up.connect(relay.port, relay.host);
+    } catch (err) {
+      session?.close();
+      up.close();
+      conn.failure = `${PLUGIN_NAME}: upstream UDP ASSOCIATE: ${errorMessage(err)}`;
+      await stream.fail({ rep: repForError(err) });
+      a.close('upstream UDP ASSOCIATE failed');
+      return;
+    }
+    const route = new ForwardRoute(api.services.get(Tokens.DestinationCheck), up, session, this.options.maxPeers);
+    route.attach(a);
+    await this.answer(stream, a, route);
   }
 
   /** Reply with the relay's address, hold the control connection, start relaying. */

@@ -19,8 +19,8 @@ import { startCli, portOf } from '../../helpers/cli.js';
 import { fdCount, fdList, settleFds } from '../../helpers/faults.js';
 import { hex } from '../../helpers/hex.js';
 import { startProxy, type TestProxy } from '../../helpers/proxy.js';
-import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.js';
-import { connectClient, readReply5, sleep, socks5Hello, waitFor, zeroReply } from '../helpers/socks.js';
+import { startDnsServer, startSilentDnsServer, type TestDnsServer } from '../helpers/dns-server.js';
+import { connectClient, readReply5, run, sleep, socks5Hello, waitFor, zeroReply } from '../helpers/socks.js';
 import { toHex } from '../../helpers/hex.js';
 import { associate, dropReasons, endedLines, frame4, frameName, startUdpEcho, udpRequest, UdpPeer } from './helpers.js';
 
@@ -110,6 +110,44 @@ describe('udp-associate: direct upstream', () => {
       assert.deepEqual([ended.fromClient, ended.sent, ended.delivered], [2, 2, 2]);
     } finally {
       udp.close();
+      await px.close();
+    }
+  });
+
+  test('PySocks 1.7.1 (Debian python3-socks, socksocket SOCK_DGRAM): DNS over UDP, to an IP and to a name socksmith resolves', async (t) => {
+    const python = '/usr/bin/python3';
+    const probe = await run(python, ['-c', 'import socks']).catch(() => undefined);
+    if (probe?.code !== 0) {
+      if (process.env.CI) throw new Error('PySocks is not importable by /usr/bin/python3 (Debian package python3-socks); .ci/run must install it');
+      return t.skip('python3-socks not installed');
+    }
+    // argv: proxyPort dnsHost dnsPort queryHex; prints the answer as hex and its source.
+    const SCRIPT = [
+      'import socks, socket, sys',
+      'pport, host, port, q = sys.argv[1:5]',
+      's = socks.socksocket(socket.AF_INET, socket.SOCK_DGRAM)',
+      "s.set_proxy(socks.SOCKS5, '127.0.0.1', int(pport), rdns=True)",
+      's.settimeout(5)',
+      's.sendto(bytes.fromhex(q), (host, int(port)))',
+      'data, addr = s.recvfrom(4096)',
+      "print(data.hex(), addr[0], addr[1])",
+    ].join('\n');
+    const px = await udpProxy();
+    try {
+      for (const [host, id] of [['127.0.0.1', 0x2222], ['echo.test', 0x3333]] as const) {
+        const r = await run(python, ['-c', SCRIPT, String(px.port), host, String(dns.port), dnsQuery('www.example.test', id).toString('hex')], { timeoutMs: 15_000 });
+        assert.equal(r.code, 0, r.stderr);
+        const [data, fromHost, fromPort] = r.stdout.trim().split(' ');
+        const answer = Packet.parse(Buffer.from(data!, 'hex'));
+        assert.equal(answer.header.id, id);
+        assert.deepEqual(answer.answers.map((a: { address?: string }) => a.address), ['127.0.0.1']);
+        // PySocks reports the header's source: the DNS server's address (the resolved one for a name).
+        assert.deepEqual([fromHost, Number(fromPort)], ['127.0.0.1', dns.port]);
+      }
+      // PySocks names its UDP port in the request (DST 0.0.0.0:PORT): that port is the only one accepted.
+      await waitFor(() => endedLines(px.logs).length === 2, 'both associations ended');
+      for (const l of endedLines(px.logs)) assert.deepEqual([l.fromClient, l.sent, l.delivered], [1, 1, 1]);
+    } finally {
       await px.close();
     }
   });
@@ -271,6 +309,55 @@ describe('udp-associate: direct upstream', () => {
       assert.equal((endedLines(px.logs)[0]!.dropped as { refused: number }).refused, 2);
     } finally {
       client.close();
+      await px.close();
+    }
+  });
+
+  test('maxPending bounds datagrams waiting for a lookup: past it they are dropped as busy; the association still relays', async () => {
+    const silent = await startSilentDnsServer();
+    const px = await startProxy({ resolver: { servers: [`127.0.0.1:${silent.port}`] }, timeouts: { connect: 2000 }, plugins: { 'udp-associate': { maxPending: 2 } } });
+    const client = await UdpPeer.open();
+    const a = await associate(px.port);
+    try {
+      // Two names wait for a DNS server that never answers; the next three are over the bound.
+      for (let i = 0; i < 5; i++) client.send(frameName(`pending${i}.test`, echo.port, `p${i}`), a.relayPort);
+      await waitFor(() => dropReasons(px.logs).includes('busy'), 'busy drop');
+      // An IP destination needs no lookup but still a place: it waits until the lookups time out (2 s), then passes.
+      await waitFor(() => endedLines(px.logs).length === 0 && silent.asked.length >= 2, 'two lookups asked');
+      await sleep(2500);
+      client.send(frame4('127.0.0.1', echo.port, 'after'), a.relayPort);
+      await client.waitCount(1);
+      assert.equal(client.received[0]!.msg.subarray(10).toString(), 'after');
+      a.control.end();
+      await waitFor(() => endedLines(px.logs).length === 1, 'ended');
+      const dropped = endedLines(px.logs)[0]!.dropped as Record<string, number>;
+      assert.deepEqual([dropped.busy, dropped.unresolved], [3, 2]);
+    } finally {
+      client.close();
+      silent.close();
+      await px.close();
+    }
+  });
+
+  test('IPv6: a client that reached [::1] gets a UDP relay on ::1 (ATYP 04) and IPv6 sources in the headers', async () => {
+    const px = await udpProxy({}, { listen: [{ host: '::1', port: 0 }] });
+    const echo6 = await startUdpEcho('::1');
+    const client = await UdpPeer.open('::1');
+    const c = await connectClient(px.port, { host: '::1' });
+    try {
+      await socks5Hello(c);
+      c.write(udpRequest());
+      const reply = await readReply5(c);
+      assert.equal(toHex(reply.subarray(0, 20)), `05 00 00 04 ${'00 '.repeat(15)}01`);
+      const relayPort = reply.readUInt16BE(20);
+      const frame6 = Buffer.concat([hex(`00 00 00 04 ${'00'.repeat(15)}01`), Buffer.from([echo6.port >> 8, echo6.port & 0xff]), Buffer.from('six')]);
+      client.send(frame6, relayPort, '::1');
+      await client.waitCount(1);
+      assert.equal(toHex(client.received[0]!.msg), toHex(frame6));
+    } finally {
+      c.destroy();
+      client.close();
+      echo6.close();
       await px.close();
     }
   });

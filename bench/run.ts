@@ -11,13 +11,14 @@
  *
  * Figures: bulk throughput (one stream down, one up, eight parallel streams down), handshake
  * rate (SOCKS5 no-auth CONNECT + 16-byte request + 64-byte response + close, 64 in flight) with
- * time to first byte, and PSS per idle tunnel. Repetitions are interleaved across targets (the
+ * time to first byte, PSS per idle tunnel, and UDP datagrams per second through one SOCKS5 UDP
+ * ASSOCIATE (socksmith with the udp-associate plugin beside dante-server; bench/udp-load.ts). Repetitions are interleaved across targets (the
  * order rotates every repetition); the report gives medians and min–max, and every socksmith
  * figure as a ratio to each peer. Method and results: docs/performance.md.
  *
  * Usage: npm run bench [-- --quick] [--reps N] [--targets a,b] [--phases a,b] [--bulk-mib N]
  *        [--duration S] [--tunnels N] [--budget S] [--json FILE] [--markdown FILE] [--runs N]
- *        [--no-install] [--profile]
+ *        [--udp-count N] [--no-install] [--profile]
  * @packageDocumentation
  */
 import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
@@ -38,8 +39,14 @@ const MIB = 1024 * 1024;
 // Settings
 
 /** The measurements, in the order they run within a repetition. */
-export type Phase = 'bulk-down' | 'bulk-up' | 'bulk-down-8' | 'handshake' | 'idle';
-const ALL_PHASES: readonly Phase[] = ['bulk-down', 'bulk-up', 'bulk-down-8', 'handshake', 'idle'];
+export type Phase = 'bulk-down' | 'bulk-up' | 'bulk-down-8' | 'handshake' | 'idle' | 'udp';
+const ALL_PHASES: readonly Phase[] = ['bulk-down', 'bulk-up', 'bulk-down-8', 'handshake', 'idle', 'udp'];
+
+/** The `udp` phase: its targets (socksmith at its defaults plus udp-associate; dante-server) and datagram sizes. */
+export const UDP_TARGETS: readonly TargetName[] = ['socksmith-default', 'dante'];
+export const UDP_SIZES: readonly number[] = [64, 512];
+/** Datagrams in flight in the `udp` phase (each echo releases the next). */
+const UDP_WINDOW = 64;
 
 export interface Settings {
   readonly quick: boolean;
@@ -71,6 +78,8 @@ export interface Settings {
   readonly runs: number;
   readonly install: boolean;
   readonly profile: boolean;
+  /** Datagrams per size and target in the `udp` phase. */
+  readonly udpCount: number;
 }
 
 function clampInt(v: string | undefined, def: number, min: number, max: number): number {
@@ -98,6 +107,7 @@ export function parseSettings(argv: readonly string[]): Settings {
       json: { type: 'string' },
       markdown: { type: 'string' },
       runs: { type: 'string' },
+      'udp-count': { type: 'string' },
       'no-install': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -127,6 +137,8 @@ export function parseSettings(argv: readonly string[]): Settings {
         '                   ranges) here, for docs/performance.md to paste',
         '  --runs N         separate runs (fresh proxies and warm-up each), default 1; the summary',
         '                   gives each run\'s median and the range over runs (issue 15: "three runs")',
+        '  --udp-count N    datagrams per size (64 and 512 bytes) and target in the udp phase',
+        '                   (default 50000; quick 10000), 64 in flight, through one association',
         '  --no-install     do not apt-get install missing peers (they are skipped)',
         '  --profile        instead: profile socksmith (--cpu-prof) in the handshake and bulk phases',
         '',
@@ -165,6 +177,7 @@ export function parseSettings(argv: readonly string[]): Settings {
     runs: clampInt(values.runs, 1, 1, 10),
     install: !(values['no-install'] ?? false),
     profile: values.profile ?? false,
+    udpCount: clampInt(values['udp-count'], quick ? 10_000 : 50_000, 100, 1_000_000),
   };
 }
 
@@ -628,6 +641,53 @@ async function measureIdle(target: TargetName, rep: number, o: StartOptions, lg:
   }
 }
 
+/**
+ * One `udp` sample: `size`-byte datagrams through one UDP ASSOCIATE of the running `proxy`
+ * (bench/udp-load.ts, pinned to the load core, with its own echo server), `udpCount` of them,
+ * UDP_WINDOW in flight. The figure is echoes per second; loss is counted, not retried.
+ */
+async function measureUdp(target: TargetName, rep: number, size: number, proxy: RunningProxy, s: Settings, o: StartOptions): Promise<Sample> {
+  const script = path.join(ROOT, 'dist', 'bench', 'udp-load.js');
+  const timeoutS = 30 + Math.ceil(s.udpCount / 2000);
+  const pm = cpuMeter(proxy.pid);
+  const t0 = performance.now();
+  const child = spawnPinned(o.core === undefined ? undefined : LOAD_CORE, o.nofile, process.execPath, [script, '--proxy', `127.0.0.1:${proxy.port}`, '--count', String(s.udpCount), '--size', String(size), '--window', String(UDP_WINDOW), '--timeout', String(timeoutS)], ['ignore', 'pipe', 'pipe']);
+  started.add(child);
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const timer = setTimeout(() => {
+    try {
+      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }, (timeoutS + 10) * 1000);
+  await new Promise<void>((r) => child.once('exit', () => r()));
+  clearTimeout(timer);
+  started.delete(child);
+  const wall = (performance.now() - t0) / 1000;
+  const pc = pm.stop();
+  const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (!line) return { phase: 'udp', target, rep, ok: false, error: `udp-load printed no result; stderr: ${err.trim().slice(-300)}`, value: NaN, extra: { size } };
+  const r = JSON.parse(line) as { ok: boolean; error?: string; sent?: number; received?: number; lost?: number; seconds?: number; rate?: number; cpu_user_s: number; cpu_sys_s: number };
+  return {
+    phase: 'udp',
+    target,
+    rep,
+    ok: r.ok,
+    ...(r.ok ? {} : { error: r.error ?? 'failed' }),
+    value: r.rate ?? NaN,
+    proxyUser: (100 * pc.user) / wall,
+    proxySys: (100 * pc.sys) / wall,
+    ...(r.received ? { proxyCpuPerUnit: (1e6 * (pc.user + pc.sys)) / r.received } : {}),
+    // Over the process's whole life (its CPU includes start-up), so per wall second of it.
+    loadCpu: (100 * (r.cpu_user_s + r.cpu_sys_s)) / wall,
+    extra: { size, sent: r.sent ?? 0, received: r.received ?? 0, lost: r.lost ?? 0 },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Report
 
@@ -657,6 +717,8 @@ interface Figure {
   readonly digits: number;
   /** Shown in the figures table, left out of the ratios (a diagnostic, not a goal). */
   readonly diagnostic?: boolean;
+  /** Which samples of the phase the figure is about (default: all; the udp figures: one size). */
+  readonly applies?: (s: Sample) => boolean;
 }
 
 const FIGURES: readonly Figure[] = [
@@ -671,6 +733,8 @@ const FIGURES: readonly Figure[] = [
   { key: 'cpu-bulk-up', title: 'proxy CPU per GB, 1 stream up', unit: 'core-s', higherIsBetter: false, phase: 'bulk-up', pick: (s) => s.proxyCpuPerUnit, digits: 2 },
   { key: 'cpu-bulk-down-8', title: 'proxy CPU per GB, 8 streams down', unit: 'core-s', higherIsBetter: false, phase: 'bulk-down-8', pick: (s) => s.proxyCpuPerUnit, digits: 2 },
   { key: 'cpu-handshake', title: 'proxy CPU per handshake', unit: 'µs', higherIsBetter: false, phase: 'handshake', pick: (s) => s.proxyCpuPerUnit, digits: 0 },
+  { key: 'udp-64', title: 'UDP datagrams, 64 B, one association', unit: '/s', higherIsBetter: true, phase: 'udp', pick: (s) => s.value, digits: 0, applies: (s) => s.extra?.size === 64 },
+  { key: 'udp-512', title: 'UDP datagrams, 512 B, one association', unit: '/s', higherIsBetter: true, phase: 'udp', pick: (s) => s.value, digits: 0, applies: (s) => s.extra?.size === 512 },
   { key: 'cpu-faults-down', title: 'proxy minor page faults per MB, 1 stream down', unit: 'faults', higherIsBetter: false, phase: 'bulk-down', pick: (s) => s.proxyFaultsPerUnit, digits: 1, diagnostic: true },
 ];
 
@@ -680,7 +744,7 @@ export function fmt(n: number, digits: number): string {
 }
 
 function statOf(samples: readonly Sample[], f: Figure, t: TargetName): Stat | undefined {
-  const mine = samples.filter((s) => s.phase === f.phase && s.target === t);
+  const mine = samples.filter((s) => s.phase === f.phase && s.target === t && (f.applies?.(s) ?? true));
   if (mine.length === 0) return undefined;
   return stat(
     mine.filter((s) => s.ok).map((s) => f.pick(s) ?? NaN),
@@ -728,6 +792,7 @@ export function report(samples: readonly Sample[], s: Settings, meta: Record<str
     L.push(`| ${f.title}, ${f.unit} | ${cells.join(' | ')} |`);
   }
   L.push('');
+  L.push(...udpNote(samples, s, targets));
   if (samples.some((x) => x.phase !== 'idle')) {
     L.push('CPU, median % of one core: proxy (of which user) / load side (loadgen + sink). A load side near 100 % (⚠) means the generator, not the proxy, set the figure.');
     L.push('');
@@ -912,6 +977,27 @@ export function issue15(samples: readonly Sample[], s: Settings, targets: readon
   return rows > 0 ? L : [];
 }
 
+/**
+ * How the UDP figures were taken, and what was lost: one association per target and size,
+ * `udpCount` datagrams, UDP_WINDOW in flight, echoed by a UDP server on loopback.
+ */
+export function udpNote(samples: readonly Sample[], s: Settings, targets: readonly TargetName[]): string[] {
+  const udp = samples.filter((x) => x.phase === 'udp');
+  if (udp.length === 0) return [];
+  const loss = targets
+    .filter((t) => udp.some((x) => x.target === t))
+    .map((t) => {
+      const mine = udp.filter((x) => x.target === t && x.extra);
+      const sent = mine.reduce((a, x) => a + (x.extra!.sent ?? 0), 0);
+      const lost = mine.reduce((a, x) => a + (x.extra!.lost ?? 0), 0);
+      return `${TARGET_TITLE[t]}${t === 'socksmith-default' ? ' + udp-associate' : ''} ${fmt(lost, 0)} of ${fmt(sent, 0)}`;
+    });
+  return [
+    `UDP: through one SOCKS5 UDP ASSOCIATE per target and size, ${fmt(s.udpCount, 0)} datagrams of 64 and 512 bytes (plus the 10-byte header) to a UDP echo server on loopback, ${UDP_WINDOW} in flight (bench/udp-load.ts, on the load core); the figure is echoes per second. socksmith runs its defaults plus \`'udp-associate': true\`; dante-server allows \`udpassociate udpreply\`. Datagrams lost (not retried): ${loss.join('; ')}.`,
+    '',
+  ];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Profile mode
 
@@ -997,7 +1083,8 @@ async function main(): Promise<void> {
   const available = (t: TargetName) => (t === 'microsocks' ? !!peers.microsocks : t === 'dante' ? !!peers.danted : t === 'socksv5' ? !!peers.socksv5Dir : true);
   const targets = settings.targets.filter(available);
   const idleTargets = settings.idleTargets.filter(available);
-  const loadPhases = settings.phases.filter((p): p is Exclude<Phase, 'idle'> => p !== 'idle');
+  const loadPhases = settings.phases.filter((p): p is Exclude<Phase, 'idle' | 'udp'> => p !== 'idle' && p !== 'udp');
+  const udpTargets = settings.phases.includes('udp') ? UDP_TARGETS.filter((t) => targets.includes(t)) : [];
   const samples: Sample[] = [];
   const accessLog: { run: number; target: TargetName; drained: LogDrained }[] = [];
   let repsDone = 0;
@@ -1006,6 +1093,7 @@ async function main(): Promise<void> {
     const runT0 = Date.now();
     let runReps = 0;
     const running = new Map<TargetName, RunningProxy | undefined>();
+    const udpRunning = new Map<TargetName, RunningProxy | undefined>();
     if (loadPhases.length > 0) {
       for (const t of targets) {
         running.set(t, await launch(t, o));
@@ -1044,9 +1132,32 @@ async function main(): Promise<void> {
         }
         idleDone++;
       }
+      // UDP: its own proxies (socksmith with udp-associate on, dante with UDP allowed), started once per run.
+      if (udpTargets.length > 0) {
+        for (const t of rotate(udpTargets, rep - 1)) {
+          if (!udpRunning.has(t)) {
+            const p = await launch(t, { ...o, udp: true }).catch((err: Error) => {
+              log(`udp: ${t} did not start: ${err.message}`);
+              return undefined;
+            });
+            udpRunning.set(t, p);
+            // Warm-up, not recorded.
+            if (p) await measureUdp(t, 0, 64, p, { ...settings, udpCount: Math.min(settings.udpCount, 5000) }, o);
+          }
+          const p = udpRunning.get(t);
+          for (const size of UDP_SIZES) {
+            const sample: Sample = p ? { ...(await measureUdp(t, rep, size, p, settings, o)), run } : { phase: 'udp', target: t, rep, run, ok: false, error: 'did not start', value: NaN, extra: { size } };
+            samples.push(sample);
+            log(`${settings.runs > 1 ? `run ${run} ` : ''}rep ${rep} udp ${String(size).padStart(3)} B  ${t.padEnd(22)} ${sample.ok ? `${fmt(sample.value, 0)} datagrams/s, lost ${fmt(sample.extra?.lost ?? 0, 0)}` : `FAILED: ${sample.error}`}`);
+            await sleep(200);
+          }
+        }
+      }
       runReps++;
       repsDone++;
     }
+    for (const p of udpRunning.values()) await shutdown(p);
+    udpRunning.clear();
     for (const [t, p] of running) {
       const drained = p?.logDrained ? await p.logDrained() : undefined;
       if (drained) accessLog.push({ run, target: t, drained });
@@ -1063,7 +1174,7 @@ async function main(): Promise<void> {
     'load average (1/5/15 min)': `${loadBefore.join(' / ')} before, ${loadAfter.join(' / ')} after`,
     versions: `node ${process.version}, microsocks ${packageVersion('microsocks')}, dante-server ${packageVersion('dante-server')}`,
     socksmith: socksmithState,
-    runs: `${settings.runs > 1 ? `${settings.runs} separate runs (fresh proxies and warm-up each), ` : ''}${repsDone} repetitions in all (idle test: ${idleDone}, in the first run), interleaved (target order rotates each repetition); bulk ${settings.bulkBytes / MIB} MiB (8 streams × ${settings.parBytes / MIB} MiB); handshakes ${settings.duration} s, ${settings.concurrency} in flight; idle ${settings.tunnels} tunnels; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
+    runs: `${settings.runs > 1 ? `${settings.runs} separate runs (fresh proxies and warm-up each), ` : ''}${repsDone} repetitions in all (idle test: ${idleDone}, in the first run), interleaved (target order rotates each repetition); bulk ${settings.bulkBytes / MIB} MiB (8 streams × ${settings.parBytes / MIB} MiB); handshakes ${settings.duration} s, ${settings.concurrency} in flight; idle ${settings.tunnels} tunnels;${settings.phases.includes('udp') ? ` udp ${settings.udpCount} datagrams per size;` : ''} ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
   };
   if (accessLog.length > 0) {
     meta['access log'] = accessLog.map((a) => `${a.target}${settings.runs > 1 ? ` (run ${a.run})` : ''}: ${fmt(a.drained.lines, 0)} lines, ${fmt(a.drained.bytes / MIB, 1)} MiB read from its stderr pipe`).join('; ');

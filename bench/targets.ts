@@ -91,6 +91,20 @@ export interface StartOptions {
   readonly socksmithArgs?: readonly string[];
   /** Core for the process that drains socksmith-default's access log (the load core). */
   readonly drainCore?: number;
+  /**
+   * The `udp` phase: `socksmith-default` runs the defaults plus the udp-associate plugin (a JSON
+   * config equal to proxy.config.ts with `'udp-associate': true`); `dante` allows UDP ASSOCIATE.
+   */
+  readonly udp?: boolean;
+}
+
+/** The config of `socksmith-default` in the `udp` phase: proxy.config.ts's settings plus udp-associate. */
+export function socksmithUdpConfig(): object {
+  return {
+    listen: [{ host: '127.0.0.1', port: 0 }],
+    upstream: { type: 'direct' },
+    plugins: { isolation: true, resolve: true, 'resolve-ptr': true, 'http-detect': true, 'optimistic-data': true, 'extended-errors': false, 'udp-associate': true },
+  };
 }
 
 /**
@@ -280,6 +294,11 @@ async function startSocksmith(name: 'socksmith-default' | 'socksmith-default-war
     const conf = path.join(o.socksmithDir, 'proxy.config.ts');
     if (!fs.existsSync(conf)) fs.copyFileSync(path.join(o.root, 'proxy.config.ts'), conf);
     configArgs = ['--config', conf, ...(name === 'socksmith-default-warn' ? ['--log-level', 'warn'] : [])];
+    if (o.udp) {
+      const udpConf = path.join(dir, 'socksmith-udp.json');
+      fs.writeFileSync(udpConf, JSON.stringify(socksmithUdpConfig(), null, 2));
+      configArgs = ['--config', udpConf];
+    }
     fifo = path.join(dir, 'stderr.fifo');
     execFileSync('mkfifo', [fifo]);
     const script = `exec wc -lc < '${fifo}'`;
@@ -387,7 +406,8 @@ async function startDante(bin: string, o: StartOptions): Promise<RunningProxy> {
       'user.unprivileged: nobody',
       // No per-connection logging (no `log:` in the rules), like socksmith at warn.
       'client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }',
-      'socks pass { from: 127.0.0.0/8 to: 127.0.0.0/8 command: connect }',
+      // The udp phase: UDP ASSOCIATE and the replies to it as well.
+      `socks pass { from: 127.0.0.0/8 to: 127.0.0.0/8 command: ${o.udp ? 'connect udpassociate udpreply' : 'connect'} }`,
       '',
     ].join('\n'),
   );

@@ -14,6 +14,7 @@ export const ErrorCodes = {
   SOCKSMITH_ERR_PROTOCOL_TOO_LONG: 'A SOCKS4 USERID or SOCKS4A hostname had no NUL within 255 bytes.',
   SOCKSMITH_ERR_PROTOCOL_BAD_AUTH_VERSION: 'An RFC 1929 message had a sub-negotiation version other than 01.',
   SOCKSMITH_ERR_PROTOCOL_UNEXPECTED: 'A message arrived that the handshake does not expect in its current state.',
+  SOCKSMITH_ERR_PROTOCOL_SHORT_DATAGRAM: 'A SOCKS5 UDP datagram (RFC 1928 §7) was shorter than its header.',
   SOCKSMITH_ERR_PROTOCOL_BAD_REPLY: 'An upstream SOCKS server sent a reply that does not parse.',
   SOCKSMITH_ERR_CONFIG_INVALID: 'The configuration failed validation; the message names the key.',
   SOCKSMITH_ERR_CONFIG_NOT_FOUND: 'The configuration file named with --config does not exist or could not be loaded.',

@@ -22,6 +22,7 @@ export type {
   PolicyOptions,
   ResolveOptions,
   ResolvePtrOptions,
+  UdpAssociateOptions,
 } from 'socksmith/builtin-types';
 export type { ConfigInput, ListenConfig, UpstreamConfig, DirectUpstreamConfig, Socks5UpstreamConfig, ModuleUpstreamConfig, ResolverConfig } from './config/schema.js';
 export type { ResolvedConfig, PluginEntry, ResolvedResolverConfig } from './config/types.js';

@@ -13,3 +13,4 @@ export type { ExtendedErrorsOptions } from 'socksmith/plugins/extended-errors';
 export type { AuthOptions } from 'socksmith/plugins/auth';
 export type { PolicyOptions } from 'socksmith/plugins/policy';
 export type { BindOptions } from 'socksmith/plugins/bind';
+export type { UdpAssociateOptions } from 'socksmith/plugins/udp-associate';

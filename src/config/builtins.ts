@@ -1,5 +1,6 @@
 /**
- * Names, defaults and module specifiers of the built-in plugins (the Tor extensions, auth, policy, bind). This is the
+ * Names, defaults and module specifiers of the built-in plugins (the Tor extensions, auth, policy,
+ * and the opt-in SOCKS commands). This is the
  * one list that names them, and it is data: nothing here imports a plugin. `loadPlugins` imports each
  * enabled built-in by its specifier, through the same loader as a third-party `{ module }` plugin
  * (`socksmith/plugins/<name>`, the package's own `exports` entry).
@@ -17,6 +18,7 @@ export const BUILTIN_PLUGINS = [
   { name: 'auth', defaultEnabled: false, module: 'socksmith/plugins/auth' },
   { name: 'policy', defaultEnabled: false, module: 'socksmith/plugins/policy' },
   { name: 'bind', defaultEnabled: false, module: 'socksmith/plugins/bind' },
+  { name: 'udp-associate', defaultEnabled: false, module: 'socksmith/plugins/udp-associate' },
 ] as const;
 
 /** Name of a built-in plugin. */

@@ -20,13 +20,13 @@ export interface CustomPluginSetting {
 
 /**
  * Option types of the plugins, by name. Empty here: each plugin adds its own entry by augmentation,
- * `declare module 'socksmith' { interface PluginOptionsMap { name: Options } }`, as the eight
+ * `declare module 'socksmith' { interface PluginOptionsMap { name: Options } }`, as the ten
  * built-ins do (`src/index.ts` loads their augmentations through `'socksmith/builtin-types'`).
  */
 // eslint-disable-next-line @typescript-eslint/no-empty-interface
 export interface PluginOptionsMap {}
 
-/** The `plugins` section: every plugin in {@link PluginOptionsMap} with its option types (the eight built-ins), plus custom plugins by name. */
+/** The `plugins` section: every plugin in {@link PluginOptionsMap} with its option types (the ten built-ins), plus custom plugins by name. */
 export type PluginsConfig = { readonly [K in keyof PluginOptionsMap]?: PluginSetting<PluginOptionsMap[K]> } & {
   readonly [custom: string]: PluginSetting<object> | CustomPluginSetting | undefined;
 };

@@ -171,7 +171,7 @@ export const ConfigSchema = obj(
         Type.Union([Type.Boolean(), Type.Object({}, { additionalProperties: true })]),
         {
           description:
-            'Plugins by name: true, false, or an options object. Built-ins: isolation, resolve, resolve-ptr, http-detect, optimistic-data, extended-errors, auth, policy, bind. A custom plugin is { module, options?, enabled? }.',
+            'Plugins by name: true, false, or an options object. Built-ins: isolation, resolve, resolve-ptr, http-detect, optimistic-data, extended-errors, auth, policy, bind, udp-associate. A custom plugin is { module, options?, enabled? }.',
         },
       ),
     ),

@@ -10,7 +10,7 @@ import type { ListenConfig, UpstreamConfig } from './schema.js';
 export interface PluginEntry {
   /** Config key, also the tap name. */
   readonly name: string;
-  /** True for the eight built-ins. */
+  /** True for the ten built-ins. */
   readonly builtin: boolean;
   /** For custom plugins: an absolute path or a package name. */
   readonly module: string | undefined;

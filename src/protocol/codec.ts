@@ -255,6 +255,32 @@ export function parseSocks5Reply(buf: Uint8Array, offset = 0): ParseResult<Socks
   return ok({ rep, bound: addr.value }, 3 + addr.length);
 }
 
+/** The header of a SOCKS5 UDP datagram (RFC 1928 §7): `RSV RSV FRAG ATYP DST.ADDR DST.PORT`, then DATA. */
+export interface UdpHeader {
+  /** FRAG: 0 for a whole datagram; 1–127 a fragment's position, the high bit its end (RFC 1928 §7). */
+  readonly frag: number;
+  /** DST.ADDR and DST.PORT (from a client: where to send DATA; to a client: where DATA came from). */
+  readonly address: SocksAddress;
+  /** Bytes of header: DATA starts at `offset + length`. */
+  readonly length: number;
+}
+
+/**
+ * Parse the header of one SOCKS5 UDP datagram (RFC 1928 §7). A datagram arrives whole, so there
+ * is no need-more: a datagram shorter than its header is an error
+ * (`SOCKSMITH_ERR_PROTOCOL_SHORT_DATAGRAM`), as are an unknown ATYP and a name that is empty, has a
+ * NUL or is not UTF-8. RSV is ignored (as in requests). An empty DATA is allowed. Never throws.
+ */
+export function parseUdpHeader(buf: Uint8Array, offset = 0): ParseOk<UdpHeader> | ParseError {
+  if (buf.length - offset < 4) return fail('SOCKSMITH_ERR_PROTOCOL_SHORT_DATAGRAM', `UDP datagram of ${Math.max(0, buf.length - offset)} bytes is shorter than its header`);
+  const frag = buf[offset + 2]!;
+  const addr = parseSocks5Address(buf, offset + 3, false);
+  if (addr.status === 'error') return addr;
+  if (addr.status !== 'ok') return fail('SOCKSMITH_ERR_PROTOCOL_SHORT_DATAGRAM', 'UDP datagram ends inside its address');
+  const length = 3 + addr.length;
+  return ok({ frag, address: addr.value, length }, length);
+}
+
 /** Parse a SOCKS5 method-selection reply `05 METHOD` (RFC 1928 §3). */
 export function parseMethodSelection(buf: Uint8Array, offset = 0): ParseResult<number> {
   if (buf.length - offset < 2) return NEED_MORE;
@@ -412,6 +438,22 @@ export function encodeSocks4Request(command: number, destination: SocksAddress, 
   const name = Buffer.from(destination.host, 'utf8');
   if (name.length === 0 || name.length > Limits.SOCKS4A_HOSTNAME_MAX || name.includes(0)) throw new RangeError('SOCKS4A hostname must be 1 to 255 bytes without NUL');
   return Buffer.concat([head, uid, Buffer.from([0]), name, Buffer.from([0])]);
+}
+
+/**
+ * The header of a SOCKS5 UDP datagram: `00 00 FRAG ATYP ADDR PORT` (RFC 1928 §7); DATA follows it
+ * (send both as a list: `socket.send([header, data], …)`). RangeError for a name over 255 bytes
+ * or a FRAG that is not a byte.
+ */
+export function encodeUdpHeader(address: SocksAddress, frag = 0): Buffer {
+  if (!Number.isInteger(frag) || frag < 0 || frag > 0xff) throw new RangeError(`FRAG must be a byte, got ${frag}`);
+  const addr = encodeAddress(address);
+  const out = Buffer.allocUnsafe(3 + addr.length);
+  out[0] = 0;
+  out[1] = 0;
+  out[2] = frag;
+  addr.copy(out, 3);
+  return out;
 }
 
 /** `00 CD DSTPORT DSTIP` (SOCKS4 protocol document). `ip` must be IPv4. */

@@ -24,7 +24,7 @@ export const Command = {
   CONNECT: 0x01,
   /** BIND (RFC 1928 §4; SOCKS4 CD = 2). Answered 07 / 5B unless the `bind` plugin is on. */
   BIND: 0x02,
-  /** UDP ASSOCIATE (RFC 1928 §4). Not supported by socksmith: answered 07. */
+  /** UDP ASSOCIATE (RFC 1928 §4). Answered 07 unless the `udp-associate` plugin (off by default) owns it. */
   UDP_ASSOCIATE: 0x03,
   /** Tor RESOLVE: forward name lookup (tor-socks-extensions "Name lookup"). */
   RESOLVE: 0xf0,

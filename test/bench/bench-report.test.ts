@@ -89,3 +89,29 @@ test('bench: the markdown report names command, commit, date and runs, puts the 
   assert.ok(md.includes("| … each separate run's median (2 runs) | 1.20×, 1.50×; range 1.20–1.50× |"), md.join('\n'));
   assert.ok(md.includes('| idle tunnels held at the defaults (of 9,900 asked) | 9,900 |'), md.join('\n'));
 });
+
+test('bench: the udp phase is in the default phases and --udp-count is parsed and bounded', () => {
+  assert.ok(parseSettings([]).phases.includes('udp'));
+  assert.equal(parseSettings([]).udpCount, 50_000);
+  assert.equal(parseSettings(['--quick']).udpCount, 10_000);
+  assert.equal(parseSettings(['--udp-count', '5']).udpCount, 100);
+});
+
+test('bench: the udp figures (64 and 512 B) sit beside dante-server with the ratio socksmith ÷ dante and the loss', () => {
+  const udp = (target: Sample['target'], rep: number, size: number, value: number, lost = 0): Sample => sample('udp', target, 1, rep, value, { extra: { size, sent: 1000, received: 1000 - lost, lost } });
+  const samples: Sample[] = [
+    udp('socksmith-default', 1, 64, 30_000),
+    udp('dante', 1, 64, 20_000, 3),
+    udp('socksmith-default', 2, 64, 40_000),
+    udp('dante', 2, 64, 20_000),
+    udp('socksmith-default', 1, 512, 25_000),
+    udp('dante', 1, 512, 25_000),
+  ];
+  const s = parseSettings(['--phases', 'udp', '--targets', 'socksmith-default,dante', '--udp-count', '1000']);
+  const md = report(samples, s, { when: '2026-12-04 20:00 UTC' }).split('\n');
+  assert.ok(md.includes('| UDP datagrams, 64 B, one association, /s | 35,000 (30,000–40,000) | 20,000 (20,000–20,000) |'), md.join('\n'));
+  assert.ok(md.includes('| UDP datagrams, 512 B, one association, /s | 25,000 | 25,000 |'), md.join('\n'));
+  assert.ok(md.includes('| UDP datagrams, 64 B, one association | 1.75× |'), md.join('\n'));
+  assert.ok(md.includes('| UDP datagrams, 512 B, one association | 1.00× |'), md.join('\n'));
+  assert.ok(md.some((l) => l.startsWith('UDP: through one SOCKS5 UDP ASSOCIATE') && l.includes('socksmith (defaults) + udp-associate 0 of 3,000; dante-server 3 of 3,000')), md.join('\n'));
+});

@@ -157,7 +157,7 @@ describe('config errors: all at once, with frames and hints', { concurrency: tru
       'socksmith: config error: timeouts.conect: unknown key (did you mean "connect"? allowed: handshake, connect, idle, drain, pluginStart)',
       'socksmith: config error: log.level: must be one of: "fatal", "error", "warn", "info", "debug", "trace", "silent" (Log level: fatal, error, warn, info, debug, trace, silent. Default info.)',
       'socksmith: config error: upstream.port: required key is missing (Port of the upstream SOCKS5 server (Tor: 9050).)',
-      'socksmith: config error: plugins.isolaton: unknown plugin (did you mean "isolation"?); built-ins are isolation, resolve, resolve-ptr, http-detect, optimistic-data, extended-errors, auth, policy, bind, and a custom plugin is { module, options }',
+      'socksmith: config error: plugins.isolaton: unknown plugin (did you mean "isolation"?); built-ins are isolation, resolve, resolve-ptr, http-detect, optimistic-data, extended-errors, auth, policy, bind, udp-associate, and a custom plugin is { module, options }',
     ]);
   });
 

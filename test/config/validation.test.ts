@@ -139,7 +139,7 @@ describe('resolveConfig errors name the key', () => {
     assertConfigError(
       { plugins: { isolatoin: true } },
       'plugins.isolatoin',
-      'plugins.isolatoin: unknown plugin (did you mean "isolation"?); built-ins are isolation, resolve, resolve-ptr, http-detect, optimistic-data, extended-errors, auth, policy, bind, and a custom plugin is { module, options }',
+      'plugins.isolatoin: unknown plugin (did you mean "isolation"?); built-ins are isolation, resolve, resolve-ptr, http-detect, optimistic-data, extended-errors, auth, policy, bind, udp-associate, and a custom plugin is { module, options }',
     );
   });
 

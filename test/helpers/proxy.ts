@@ -19,6 +19,8 @@ export const ALL_OFF = Object.freeze({
   'extended-errors': false,
   auth: false,
   policy: false,
+  bind: false,
+  'udp-associate': false,
 });
 
 /** A running test proxy. */

@@ -91,6 +91,17 @@ async function bindThrough(outer: TestProxy): Promise<void> {
   peer4.destroy();
 }
 
+/** A SOCKS5 BIND gets `05 07 00 01 0*6` and a SOCKS4 BIND `00 5b 0*6`, byte for byte, each then closed. */
+async function assertBindUnsupported(port: number): Promise<void> {
+  const c = await RawClient.connect(port);
+  await socks5Hello(c);
+  c.write(req5(2, '127.0.0.1', 0));
+  assert.equal(toHex(await c.readToEnd()), '05 07 00 01 00 00 00 00 00 00');
+  const c4 = await RawClient.connect(port);
+  c4.write(req4(2, '127.0.0.1', 0));
+  assert.equal(toHex(await c4.readToEnd()), '00 5b 00 00 00 00 00 00');
+}
+
 describe('bind forwarded to dante-server', () => {
   let dante: Daemon | undefined;
   before(async () => {
@@ -152,13 +163,7 @@ describe('bind forwarded to a second socksmith', () => {
     const up = await startProxy({ plugins: { bind: true } });
     const outer = await startProxy({ upstream: socks5Upstream(up.port), plugins: { bind: { upstream: 'refuse' } } });
     try {
-      const c = await RawClient.connect(outer.port);
-      await socks5Hello(c);
-      c.write(req5(2, '127.0.0.1', 0));
-      assert.equal(toHex(await c.readToEnd()), '05 07 00 01 00 00 00 00 00 00');
-      const c4 = await RawClient.connect(outer.port);
-      c4.write(req4(2, '127.0.0.1', 0));
-      assert.equal(toHex(await c4.readToEnd()), '00 5b 00 00 00 00 00 00');
+      await assertBindUnsupported(outer.port);
       assert.deepEqual(up.logs.filter((l) => l.conn !== undefined), [], 'the upstream saw no connection');
       assert.ok(!outer.logs.some((l) => l.msg === 'bind: listening'));
     } finally {
@@ -171,13 +176,7 @@ describe('bind forwarded to a second socksmith', () => {
     const plain = await startProxy({});
     const outer = await startProxy({ upstream: socks5Upstream(plain.port), plugins: { bind: true } });
     try {
-      const c = await RawClient.connect(outer.port);
-      await socks5Hello(c);
-      c.write(req5(2, '127.0.0.1', 0));
-      assert.equal(toHex(await c.readToEnd()), '05 07 00 01 00 00 00 00 00 00');
-      const c4 = await RawClient.connect(outer.port);
-      c4.write(req4(2, '127.0.0.1', 0));
-      assert.equal(toHex(await c4.readToEnd()), '00 5b 00 00 00 00 00 00');
+      await assertBindUnsupported(outer.port);
     } finally {
       await outer.close();
       await plain.close();

@@ -204,3 +204,12 @@ export async function startSilentDnsServer(): Promise<SilentDnsServer> {
   sock.on('message', (msg: Buffer) => asked.push(queryName(msg)));
   return { port: sock.address().port, asked, close: () => sock.close() };
 }
+
+/** A DNS query for `name` (type A, recursion desired), id `id`: what a stub resolver sends. */
+export function dnsQuery(name: string, id: number): Buffer {
+  const p = new dns2.Packet();
+  p.header.id = id;
+  p.header.rd = 1;
+  p.questions.push({ name, type: dns2.Packet.TYPE.A, class: dns2.Packet.CLASS.IN } as never);
+  return p.toBuffer();
+}

@@ -14,7 +14,7 @@ import { IN_NETNS } from '../../helpers/faults.js';
 import { toHex } from '../../helpers/hex.js';
 import { startProxy, type TestProxy } from '../../helpers/proxy.js';
 import { requireTool } from '../../helpers/tools.js';
-import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.js';
+import { startDnsServer, type TestDnsServer, dnsQuery } from '../helpers/dns-server.js';
 import { sleep, socks5Upstream, startMicrosocks, waitFor, zeroReply } from '../helpers/socks.js';
 import { associate, dropReasons, endedLines, frame4, frameName, startUdpEcho, UdpPeer } from './helpers.js';
 
@@ -32,12 +32,6 @@ after(async () => {
   await dns.close();
 });
 
-function dnsQuery(name: string, id: number): Buffer {
-  const p = new Packet();
-  p.header.id = id;
-  p.questions.push({ name, type: Packet.TYPE.A, class: Packet.CLASS.IN } as never);
-  return p.toBuffer();
-}
 
 describe('udp-associate chained: socksmith → dante-server → loopback', () => {
   let dante: Daemon | undefined;

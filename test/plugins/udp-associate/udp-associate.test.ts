@@ -19,7 +19,7 @@ import { startCli, portOf } from '../../helpers/cli.js';
 import { fdCount, fdList, settleFds } from '../../helpers/faults.js';
 import { hex } from '../../helpers/hex.js';
 import { startProxy, type TestProxy } from '../../helpers/proxy.js';
-import { startDnsServer, startSilentDnsServer, type TestDnsServer } from '../helpers/dns-server.js';
+import { startDnsServer, startSilentDnsServer, type TestDnsServer, dnsQuery } from '../helpers/dns-server.js';
 import { connectClient, readReply5, run, sleep, socks5Hello, waitFor, zeroReply } from '../helpers/socks.js';
 import { toHex } from '../../helpers/hex.js';
 import { associate, dropReasons, endedLines, frame4, frameName, startUdpEcho, udpRequest, UdpPeer } from './helpers.js';
@@ -39,14 +39,6 @@ after(async () => {
   await dns.close();
 });
 
-/** A DNS query for `name` (type A), id `id`. */
-function dnsQuery(name: string, id: number): Buffer {
-  const p = new Packet();
-  p.header.id = id;
-  p.header.rd = 1;
-  p.questions.push({ name, type: Packet.TYPE.A, class: Packet.CLASS.IN } as never);
-  return p.toBuffer();
-}
 
 async function udpProxy(options: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Promise<TestProxy> {
   return startProxy({ resolver: { servers: [dns.address] }, ...extra, plugins: { 'udp-associate': options, ...(extra.plugins as object) } });

@@ -42,6 +42,7 @@ export interface StreamControl {
   /**
    * Keep the connection open without a relay (UDP ASSOCIATE's control connection): client bytes
    * are read and discarded; the client's EOF or close tears it down (`conn.signal` aborts).
+   * {@link relay} may follow; bytes discarded while held are not replayed.
    */
   hold(): void;
   /** Close now (idempotent); an `err` is the access line's error when relaying. */

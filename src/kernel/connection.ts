@@ -339,7 +339,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
   sendReply(reply: Reply, final: boolean): Promise<boolean> {
     return sendReply(this, reply, final);
   }
-  /** @internal {@link StreamControl.relay}: relay the client with a command's upstream. */
+  /** @internal {@link StreamControl.relay}: relay the client with a command's upstream (also after {@link hold}). */
   relayWith(up: UpstreamStream): void {
     if (this.isClosed() || this.phase === 'relay') {
       discardSocket(up.stream);
@@ -347,6 +347,8 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
     }
     adopt(up.stream, this);
     this.upstream = up;
+    // After hold(): client bytes were being discarded; from here on they go to `up`.
+    if (this.phase === 'held') this.socket.removeListener('data', discard);
     startRelay(this, up);
   }
   /** @internal {@link StreamControl.hold}: keep the connection without a relay; client bytes are discarded. */

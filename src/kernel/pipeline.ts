@@ -282,10 +282,9 @@ export function startRelay(c: Connection, up: UpstreamStream): void {
   c.phase = 'relay';
   c.socket.removeListener('data', onClientData);
   c.socket.removeListener('end', onClientEndEarly);
-  const early = c.early!;
   // Early bytes not yet sent (optimistic data off, or the upstream did not take them) go now,
-  // ahead of anything read later.
-  early.attach(up.stream);
+  // ahead of anything read later. None after a command's hold(), which discarded them.
+  c.early?.attach(up.stream);
   c.early = undefined;
   const idle = c.kernel.config.timeouts.idle;
   if (idle > 0) {

@@ -165,6 +165,36 @@ describe('api.commands: a plugin owns a command', () => {
   });
 });
 
+describe('api.commands: hold() then relay()', () => {
+  test('a command that holds, then relays: the relay works (bytes sent while held are discarded); the process stays up', async () => {
+    let relayed: Promise<void> | undefined;
+    const px = await start({
+      apply(k: Kernel) {
+        k.commands.register(0x02, 'hold-then-relay', async (s) => {
+          await s.reply(FIRST);
+          s.hold();
+          relayed = (async () => {
+            await new Promise((r) => setTimeout(r, 200));
+            const up = await echoSocket();
+            await s.reply(SECOND);
+            s.relay({ stream: up, bound: undefined });
+          })();
+          await relayed;
+        });
+      },
+    });
+    const c = await socks5(px, request5(0x02, 9));
+    assert.deepEqual(await c.read(10), encodeSocks5Reply(Rep.SUCCEEDED, FIRST.bound!));
+    c.write('dropped while held');
+    assert.deepEqual(await c.read(10), encodeSocks5Reply(Rep.SUCCEEDED, SECOND.bound!));
+    c.write('ping');
+    assert.equal((await c.read(4)).toString(), 'ping');
+    c.end();
+    await c.waitEnd();
+    await waitFor(() => logsAt(px.logs, 'info').some((l) => l.msg === 'stream closed'), 3000, 'access line');
+  });
+});
+
 /** A front end for a made-up protocol: `!` then a port byte pair; needs three bytes to decide. */
 class BangFrontEnd implements FrontEnd {
   readonly name = 'bang';

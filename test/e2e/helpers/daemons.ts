@@ -8,6 +8,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { childPids } from '../../helpers/cli.js';
 import { freePort } from '../../helpers/net.js';
 export { freePort };
 
@@ -57,6 +58,14 @@ async function spawnDaemon(file: string, args: (port: number) => string[], clean
     stop() {
       stopping ??= (async () => {
         if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+          // danted forks children that may outlive it (an io-child with a UDP session does):
+          // remember them now, by PID, and kill whatever of them is left once the daemon exited.
+          const descendants: number[] = [];
+          for (let i = 0, todo = [child.pid]; todo.length > 0 && i < 1000; i++) {
+            const kids = childPids(todo.shift()!);
+            descendants.push(...kids);
+            todo.push(...kids);
+          }
           try {
             process.kill(child.pid, 'SIGTERM');
           } catch {
@@ -71,6 +80,13 @@ async function spawnDaemon(file: string, args: (port: number) => string[], clean
           }, 2000);
           await exited;
           clearTimeout(t);
+          for (const pid of descendants) {
+            try {
+              process.kill(pid, 'SIGKILL');
+            } catch {
+              /* exited with its parent */
+            }
+          }
         }
         await cleanup();
       })();

@@ -430,27 +430,9 @@ export class Loadgen {
 
   /** Run to completion; kill by PID after `timeoutMs`. Returns the last JSON line. */
   async run(mode: string, proxy: RunningProxy | undefined, extra: readonly string[], timeoutMs: number): Promise<LoadgenResult> {
-    const child = spawnPinned(LOAD_CORE, this.nofile, this.bin, this.args(mode, proxy, extra), ['ignore', 'pipe', 'pipe']);
-    started.add(child);
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => {
-      if (child.pid !== undefined) {
-        try {
-          process.kill(child.pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-    }, timeoutMs);
-    await new Promise<void>((r) => child.once('exit', () => r()));
-    clearTimeout(timer);
-    started.delete(child);
-    const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop();
-    if (!line) throw new Error(`loadgen ${mode} printed no result (exit ${child.exitCode ?? child.signalCode}); stderr: ${err.trim()}`);
-    return JSON.parse(line) as LoadgenResult;
+    const r = await runForJsonLine(LOAD_CORE, this.nofile, this.bin, this.args(mode, proxy, extra), timeoutMs);
+    if (!r.line) throw new Error(`loadgen ${mode} printed no result (exit ${r.exit}); stderr: ${r.err.trim()}`);
+    return JSON.parse(r.line) as LoadgenResult;
   }
 
   /**
@@ -642,16 +624,12 @@ async function measureIdle(target: TargetName, rep: number, o: StartOptions, lg:
 }
 
 /**
- * One `udp` sample: `size`-byte datagrams through one UDP ASSOCIATE of the running `proxy`
- * (bench/udp-load.ts, pinned to the load core, with its own echo server), `udpCount` of them,
- * UDP_WINDOW in flight. The figure is echoes per second; loss is counted, not retried.
+ * Run a pinned child to its end (SIGKILL by PID after `timeoutMs`) and return the last line of its
+ * stdout that starts with `{` (the load tools print one JSON result line), its stderr and how it
+ * exited.
  */
-async function measureUdp(target: TargetName, rep: number, size: number, proxy: RunningProxy, s: Settings, o: StartOptions): Promise<Sample> {
-  const script = path.join(ROOT, 'dist', 'bench', 'udp-load.js');
-  const timeoutS = 30 + Math.ceil(s.udpCount / 2000);
-  const pm = cpuMeter(proxy.pid);
-  const t0 = performance.now();
-  const child = spawnPinned(o.core === undefined ? undefined : LOAD_CORE, o.nofile, process.execPath, [script, '--proxy', `127.0.0.1:${proxy.port}`, '--count', String(s.udpCount), '--size', String(size), '--window', String(UDP_WINDOW), '--timeout', String(timeoutS)], ['ignore', 'pipe', 'pipe']);
+async function runForJsonLine(core: number | undefined, nofile: number, file: string, args: readonly string[], timeoutMs: number): Promise<{ line: string | undefined; err: string; exit: number | string | null }> {
+  const child = spawnPinned(core, nofile, file, args, ['ignore', 'pipe', 'pipe']);
   started.add(child);
   let out = '';
   let err = '';
@@ -663,13 +641,32 @@ async function measureUdp(target: TargetName, rep: number, size: number, proxy: 
     } catch {
       /* gone */
     }
-  }, (timeoutS + 10) * 1000);
+  }, timeoutMs);
   await new Promise<void>((r) => child.once('exit', () => r()));
   clearTimeout(timer);
   started.delete(child);
+  return { line: out.trim().split('\n').filter((l) => l.startsWith('{')).pop(), err, exit: child.exitCode ?? child.signalCode };
+}
+
+/**
+ * One `udp` sample: `size`-byte datagrams through one UDP ASSOCIATE of the running `proxy`
+ * (bench/udp-load.ts, pinned to the load core, with its own echo server), `udpCount` of them,
+ * UDP_WINDOW in flight. The figure is echoes per second; loss is counted, not retried.
+ */
+async function measureUdp(target: TargetName, rep: number, size: number, proxy: RunningProxy, s: Settings, o: StartOptions): Promise<Sample> {
+  const script = path.join(ROOT, 'dist', 'bench', 'udp-load.js');
+  const timeoutS = 30 + Math.ceil(s.udpCount / 2000);
+  const pm = cpuMeter(proxy.pid);
+  const t0 = performance.now();
+  const { line, err } = await runForJsonLine(
+    o.core === undefined ? undefined : LOAD_CORE,
+    o.nofile,
+    process.execPath,
+    [script, '--proxy', `127.0.0.1:${proxy.port}`, '--count', String(s.udpCount), '--size', String(size), '--window', String(UDP_WINDOW), '--timeout', String(timeoutS)],
+    (timeoutS + 10) * 1000,
+  );
   const wall = (performance.now() - t0) / 1000;
   const pc = pm.stop();
-  const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop();
   if (!line) return { phase: 'udp', target, rep, ok: false, error: `udp-load printed no result; stderr: ${err.trim().slice(-300)}`, value: NaN, extra: { size } };
   const r = JSON.parse(line) as { ok: boolean; error?: string; sent?: number; received?: number; lost?: number; seconds?: number; rate?: number; cpu_user_s: number; cpu_sys_s: number };
   return {

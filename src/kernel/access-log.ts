@@ -27,6 +27,18 @@ function str(s: string): string {
   return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
 }
 
+let isoMs = -1;
+let isoText = '';
+/** `new Date().toISOString()`, built once per millisecond (a busy proxy closes several streams in one). */
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== isoMs) {
+    isoMs = now;
+    isoText = new Date(now).toISOString();
+  }
+  return isoText;
+}
+
 /** `,"key":"value"`, or nothing when the value is undefined (pino leaves undefined fields out). */
 function opt(key: string, value: string | undefined): string {
   return value === undefined ? '' : `,"${key}":${str(value)}`;
@@ -43,7 +55,7 @@ export function logStreamClosed(kernel: Kernel, ctx: ConnectionContext, err: Err
   const fast = jsonLineStream(kernel.logger);
   if (fast) {
     fast.stream.write(
-      `{"level":"info","time":"${new Date().toISOString()}"${fast.bindings},"conn":${ctx.id},"client":${str(ctx.clientAddress)}${opt('user', ctx.user)},"version":${ctx.version},"command":${str(commandName(request.command))},"destination":${str(formatAddress(request.destination))}${opt('upstream', ctx.upstream)}${opt('reply', ctx.reply === undefined ? undefined : repName(ctx.reply))}${opt('refused', ctx.refusal)}${opt('failure', ctx.failure)},"bytesUp":${ctx.bytesUp},"bytesDown":${ctx.bytesDown},"durationMs":${durationMs}${opt('err', err ? errorMessage(err) : undefined)},"msg":"stream closed"}\n`,
+      `{"level":"info","time":"${isoNow()}"${fast.bindings},"conn":${ctx.id},"client":${str(ctx.clientAddress)}${opt('user', ctx.user)},"version":${ctx.version},"command":${str(commandName(request.command))},"destination":${str(formatAddress(request.destination))}${opt('upstream', ctx.upstream)}${opt('reply', ctx.reply === undefined ? undefined : repName(ctx.reply))}${opt('refused', ctx.refusal)}${opt('failure', ctx.failure)},"bytesUp":${ctx.bytesUp},"bytesDown":${ctx.bytesDown},"durationMs":${durationMs}${opt('err', err ? errorMessage(err) : undefined)},"msg":"stream closed"}\n`,
     );
     return;
   }
@@ -74,7 +86,7 @@ export function logConnectionRefused(kernel: Kernel, ctx: ConnectionContext): vo
   const fast = jsonLineStream(kernel.logger);
   if (fast) {
     fast.stream.write(
-      `{"level":"info","time":"${new Date().toISOString()}"${fast.bindings},"conn":${ctx.id},"client":${str(ctx.clientAddress)},"refused":${str(ctx.refusal ?? 'onAccept')},"msg":"connection refused"}\n`,
+      `{"level":"info","time":"${isoNow()}"${fast.bindings},"conn":${ctx.id},"client":${str(ctx.clientAddress)},"refused":${str(ctx.refusal ?? 'onAccept')},"msg":"connection refused"}\n`,
     );
     return;
   }

@@ -200,7 +200,15 @@ class Relay implements SocketOwner {
 
   ended(src: RelayStream): void {
     const dst = src === this.client ? this.upstream : this.client;
-    if (!dst.destroyed && !dst.writableEnded) dst.end();
+    if (dst.destroyed || dst.writableEnded) return;
+    // Both directions are over once `dst` is ended: it sent its EOF already and nothing it was
+    // given waits in node. close() then sends the FIN after whatever the kernel still holds, as
+    // shutdown() would, without shutdown's extra syscall and callback (its receive queue is empty
+    // after EOF, so the close is graceful, never a reset). A plain net.Socket only: another Duplex
+    // may hold written data where writableLength does not show it.
+    const plainSocket = (dst.constructor as unknown) === net.Socket;
+    if (plainSocket && dst.readableEnded && dst.writableLength === 0) dst.destroy();
+    else dst.end();
   }
 
   closed(side: RelayStream, hadError: boolean): void {

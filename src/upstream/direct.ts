@@ -16,7 +16,7 @@ import { type SocksAddress, classifyHost } from '../protocol/address.js';
 import { isOnionName } from '../protocol/names.js';
 import { Rep } from '../protocol/constants.js';
 import { repForError } from './errors.js';
-import { adopt, discard, release } from '../kernel/socket-owner.js';
+import { type SocketOwner, adopt, discard, release } from '../kernel/socket-owner.js';
 import { RELAY_ONREAD } from '../kernel/relay.js';
 import type { ConnectOptions, Upstream, UpstreamStream } from './types.js';
 
@@ -76,51 +76,87 @@ export class DirectUpstream implements Upstream {
               onread: RELAY_ONREAD,
             })
           : net.connect({ host: destination.host, port: destination.port, allowHalfOpen: true, noDelay: true, ...(local ? { localAddress: local } : {}), onread: RELAY_ONREAD });
-      // The socket's one 'error' listener goes on before anything else can touch it; this
-      // attempt owns the socket until it connects (docs/architecture.md, "Socket ownership").
-      let settled = false;
-      const onError = (err: Error) => {
-        if (settled) return;
-        settle();
-        discard(socket);
-        reject(err instanceof UpstreamError ? err : new UpstreamError(repForError(err), `connect ${destination.host}:${destination.port}: ${errorMessage(err)}`, { cause: err }));
-      };
-      adopt(socket, { socketError: (_s, err) => onError(err) });
+      // One object per attempt, no closures: it is the socket's owner until the connect settles
+      // (its one 'error' listener goes on before anything else can touch the socket; see
+      // docs/architecture.md, "Socket ownership") and the abort signal's listener (`handleEvent`).
+      const attempt = new ConnectAttempt(socket, destination, signal, resolve, reject);
+      adopt(socket, attempt);
       // Writes before 'connect' are queued by node and go out the moment TCP connects: for a direct
       // stream that *is* optimistic data. A write that fails (EPIPE, ECONNRESET) is an 'error'
       // like any other: before 'connect' it fails this attempt, after it the kernel gets it.
       if (early) early.attach(socket);
-      const onAbort = () => {
-        if (settled) return;
-        settle();
-        // An error already queued for this socket (ENETUNREACH) lands on DISCARD, not on nothing.
-        discard(socket);
-        reject(signal.reason);
-      };
-      const onConnect = () => {
-        if (settled) return;
-        settle();
-        // Connected: let go of the socket until the kernel adopts it; an error in between
-        // (a reset while early data is written) is held for the kernel, never unhandled.
-        release(socket);
-        // One getsockname (node caches it for the three getters).
-        const host = socket.localAddress;
-        const bound: SocksAddress = host
-          ? socket.localFamily === 'IPv6'
-            ? classifyHost(host, socket.localPort ?? 0)
-            : { kind: 'ipv4', host, port: socket.localPort ?? 0 }
-          : socket.localFamily === 'IPv6'
-            ? { kind: 'ipv6', host: '::', port: 0 }
-            : { kind: 'ipv4', host: '0.0.0.0', port: 0 };
-        resolve({ stream: socket, bound });
-      };
-      const settle = () => {
-        settled = true;
-        signal.removeEventListener('abort', onAbort);
-        socket.removeListener('connect', onConnect);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      socket.once('connect', onConnect);
+      signal.addEventListener('abort', attempt, { once: true });
+      (socket as AttemptSocket)[kAttempt] = attempt;
+      socket.once('connect', onAttemptConnect);
     });
+  }
+}
+
+const kAttempt = Symbol('socksmith.directAttempt');
+type AttemptSocket = net.Socket & { [kAttempt]?: ConnectAttempt };
+
+/** `'connect'` on an attempt's socket (module-level: no closure per connect). */
+function onAttemptConnect(this: AttemptSocket): void {
+  const a = this[kAttempt];
+  this[kAttempt] = undefined;
+  a?.connected();
+}
+
+/** One `net.connect` until it connects, fails or is aborted. */
+class ConnectAttempt implements SocketOwner {
+  private settled = false;
+
+  constructor(
+    private readonly socket: AttemptSocket,
+    private readonly destination: SocksAddress,
+    private readonly signal: AbortSignal,
+    private readonly resolve: (s: UpstreamStream) => void,
+    private readonly reject: (err: unknown) => void,
+  ) {}
+
+  /** An error before the connect: the attempt fails. */
+  socketError(_s: unknown, err: Error): void {
+    if (this.settled) return;
+    this.settle();
+    discard(this.socket);
+    const d = this.destination;
+    this.reject(err instanceof UpstreamError ? err : new UpstreamError(repForError(err), `connect ${d.host}:${d.port}: ${errorMessage(err)}`, { cause: err }));
+  }
+
+  /** The signal aborted (timeout, client gone). */
+  handleEvent(): void {
+    if (this.settled) return;
+    this.settle();
+    // An error already queued for this socket (ENETUNREACH) lands on DISCARD, not on nothing.
+    discard(this.socket);
+    this.reject(this.signal.reason);
+  }
+
+  connected(): void {
+    if (this.settled) return;
+    this.settle();
+    const socket = this.socket;
+    // Connected: let go of the socket until the kernel adopts it; an error in between
+    // (a reset while early data is written) is held for the kernel, never unhandled.
+    release(socket);
+    // One getsockname (node caches it for the three getters).
+    const host = socket.localAddress;
+    const bound: SocksAddress = host
+      ? socket.localFamily === 'IPv6'
+        ? classifyHost(host, socket.localPort ?? 0)
+        : { kind: 'ipv4', host, port: socket.localPort ?? 0 }
+      : socket.localFamily === 'IPv6'
+        ? { kind: 'ipv6', host: '::', port: 0 }
+        : { kind: 'ipv4', host: '0.0.0.0', port: 0 };
+    this.resolve({ stream: socket, bound });
+  }
+
+  private settle(): void {
+    this.settled = true;
+    this.signal.removeEventListener('abort', this);
+    if (this.socket[kAttempt] === this) {
+      this.socket[kAttempt] = undefined;
+      this.socket.removeListener('connect', onAttemptConnect);
+    }
   }
 }

@@ -16,7 +16,9 @@
  *               CONNECT, a 16-byte request, reads the 64-byte response and the close that
  *               follows it (the sink closes first), then closes; then the slot starts again.
  *               Counts what completes within S seconds; time to first byte is measured from
- *               connect() to the first response byte (handshake included).
+ *               connect() to the first response byte (handshake included). With --rate R
+ *               (handshakes per second) no more than R·t connections start by time t, still
+ *               at most C in flight: a paced load that every proxy measured gets alike.
  *   idle        --tunnels N --concurrency C: open N tunnels (each does one request/response),
  *               print {"event":"ready",...}, hold them until stdin gets a line or EOF (or --hold
  *               seconds), then close them and print the result.
@@ -81,6 +83,9 @@ static int streams = 1;
 static uint64_t bytes_per_stream = 1ull << 30;
 static double duration = 10;
 static int concurrency = 64;
+/* --rate: handshakes started per second (0: as fast as the slots free up). */
+static double rate_limit = 0;
+static unsigned long long hs_started = 0;
 static int tunnels = 1000;
 static double timeout_s = 120;
 static double hold_s = 300;
@@ -455,11 +460,20 @@ static int parse_hostport(const char *s, uint32_t *ip, uint16_t *port) {
   return 0;
 }
 
+/* Handshake mode: may another connection start at time t under --rate? */
+static int hs_may_start(double t) {
+  return rate_limit <= 0 || (double)hs_started < (t - window_start) * rate_limit + 1;
+}
+static void hs_start(struct slot *s) {
+  hs_started++;
+  start_conn(s);
+}
+
 static void usage(void) {
   fprintf(stderr,
           "usage: loadgen bulk-down|bulk-up|handshake|idle [--proxy 127.0.0.1:PORT] --dest-port P [--dest-addrs K]\n"
           "       [--src-addrs K] [--streams N] [--bytes B] [--duration S] [--concurrency C] [--tunnels N]\n"
-          "       [--timeout S] [--hold S]\n");
+          "       [--timeout S] [--hold S] [--rate R]\n");
   exit(64);
 }
 
@@ -487,11 +501,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--tunnels")) tunnels = atoi(v);
     else if (!strcmp(a, "--timeout")) timeout_s = atof(v);
     else if (!strcmp(a, "--hold")) hold_s = atof(v);
+    else if (!strcmp(a, "--rate")) rate_limit = atof(v);
     else usage();
   }
   if (dest_port == 0 || dest_addrs < 1 || dest_addrs > 16 || src_addrs < 1 || src_addrs > 16) usage();
   if (streams < 1 || streams > 1024 || concurrency < 1 || concurrency > 20000 || tunnels < 1 || tunnels > 100000) usage();
   if (duration <= 0 || duration > 600 || timeout_s <= 0 || timeout_s > 3600 || hold_s < 0 || hold_s > 3600) usage();
+  if (rate_limit < 0 || rate_limit > 1e6) usage();
 
   struct rlimit rl;
   getrlimit(RLIMIT_NOFILE, &rl);
@@ -557,7 +573,8 @@ int main(int argc, char **argv) {
     window_end = window_start + duration;
     window_open = 1;
     if (window_end + 5 < deadline) deadline = window_end + 5;
-    for (int i = 0; i < nslots; i++) start_conn(&slots[i]);
+    for (int i = 0; i < nslots; i++)
+      if (hs_may_start(window_start)) hs_start(&slots[i]);
     int cpu_taken = 0;
     for (;;) {
       double t = now_s();
@@ -574,22 +591,23 @@ int main(int argc, char **argv) {
       for (int i = 0; i < nslots; i++) {
         struct slot *s = &slots[i];
         if (s->phase == P_FREE || s->phase == P_DONE) {
-          if (t <= window_end) start_conn(s);
-          else s->phase = P_DONE;
+          if (t > window_end) s->phase = P_DONE;
+          else if (hs_may_start(t)) hs_start(s);
         }
         if (s->phase != P_DONE && s->phase != P_FREE) busy = 1;
       }
       if (!busy && window_closed) break;
-      int n = epoll_wait(epfd, evs, 512, 50);
+      int n = epoll_wait(epfd, evs, 512, rate_limit > 0 ? 1 : 50);
       for (int i = 0; i < n; i++) {
         struct slot *s = &slots[evs[i].data.u32];
         if (on_event(s, evs[i].events) < 0) slot_close(s);
       }
       /* Restart finished slots at once rather than on the next pass: keeps C in flight. */
-      if (now_s() <= window_end)
+      double t2 = now_s();
+      if (t2 <= window_end)
         for (int i = 0; i < n; i++) {
           struct slot *s = &slots[evs[i].data.u32];
-          if (s->phase == P_FREE || s->phase == P_DONE) start_conn(s);
+          if ((s->phase == P_FREE || s->phase == P_DONE) && hs_may_start(t2)) hs_start(s);
         }
     }
     if (!cpu_taken) cpu_times(&u1, &s1);

@@ -80,7 +80,21 @@ export interface Settings {
   readonly profile: boolean;
   /** Datagrams per size and target in the `udp` phase. */
   readonly udpCount: number;
+  /**
+   * Handshakes per second of the paced handshake run (0: none). In the handshake phase,
+   * `socksmith-default` and `node-floor` also run at this fixed offered rate, below both their
+   * capacities, so each is measured under the same load; see {@link PACED_TARGETS}.
+   */
+  readonly pacedRate: number;
 }
+
+/**
+ * Targets that also run the paced handshake load: CPU per handshake compared at one offered rate.
+ * At saturation a slower proxy leaves the load core idle more often, and on a VM waking an idle
+ * core costs the writer an interrupt: part of the gap between two proxies' CPU per handshake
+ * there is the machine's, not the proxy's (docs/performance.md).
+ */
+export const PACED_TARGETS: readonly TargetName[] = ['socksmith-default', 'node-floor'];
 
 function clampInt(v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
@@ -110,6 +124,7 @@ export function parseSettings(argv: readonly string[]): Settings {
       'udp-count': { type: 'string' },
       'no-install': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
+      'paced-rate': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -140,6 +155,9 @@ export function parseSettings(argv: readonly string[]): Settings {
         '  --udp-count N    datagrams per size (64 and 512 bytes) and target in the udp phase',
         '                   (default 50000; quick 10000), 64 in flight, through one association',
         '  --no-install     do not apt-get install missing peers (they are skipped)',
+        '  --paced-rate R   in the handshake phase, socksmith (defaults) and the Node floor also run at',
+        '                   R handshakes/s offered (default 3000; 0: not), CPU per handshake compared',
+        '                   under the same load',
         '  --profile        instead: profile socksmith (--cpu-prof) in the handshake and bulk phases',
         '',
       ].join('\n'),
@@ -178,6 +196,7 @@ export function parseSettings(argv: readonly string[]): Settings {
     install: !(values['no-install'] ?? false),
     profile: values.profile ?? false,
     udpCount: clampInt(values['udp-count'], quick ? 10_000 : 50_000, 100, 1_000_000),
+    pacedRate: clampInt(values['paced-rate'], 3000, 0, 100_000),
   };
 }
 
@@ -570,6 +589,7 @@ export async function measureLoad(phase: Exclude<Phase, 'idle'>, target: TargetN
       : {}),
   };
   if (phase === 'handshake') {
+    const paced = PACED_TARGETS.includes(target) && s.pacedRate > 0 && proxy ? await measurePaced(proxy, lg, s) : {};
     return {
       ...base,
       ok: base.ok && (r.completed ?? 0) > 0,
@@ -577,10 +597,32 @@ export async function measureLoad(phase: Exclude<Phase, 'idle'>, target: TargetN
       value: r.rate ?? NaN,
       ttfbP50Ms: (r.ttfb_us?.p50 ?? NaN) / 1000,
       ttfbP99Ms: (r.ttfb_us?.p99 ?? NaN) / 1000,
-      extra: { errors: r.errors, completed: r.completed ?? 0 },
+      extra: { errors: r.errors, completed: r.completed ?? 0, ...paced },
     };
   }
   return { ...base, value: r.mbps ?? NaN };
+}
+
+/**
+ * The paced handshake run: `s.pacedRate` handshakes/s offered for `s.duration` seconds (at most
+ * `s.concurrency` in flight). Returns the proxy's CPU per handshake (`pacedCpu`, µs) and the rate
+ * reached (`pacedRate`); `pacedCpu` is NaN when the proxy did not keep up (under 95 % of the rate:
+ * then it ran saturated and the figure would not be the paced one).
+ */
+async function measurePaced(proxy: RunningProxy, lg: Loadgen, s: Settings): Promise<{ pacedCpu: number; pacedRate: number }> {
+  const pm = cpuMeter(proxy.pid);
+  let r: LoadgenResult;
+  try {
+    r = await lg.run('handshake', proxy, ['--duration', String(s.duration), '--concurrency', String(s.concurrency), '--rate', String(s.pacedRate), '--timeout', String(s.duration + 10)], (s.duration + 20) * 1000);
+  } catch {
+    pm.stop();
+    return { pacedCpu: NaN, pacedRate: NaN };
+  }
+  const pc = pm.stop();
+  const done = r.completed ?? 0;
+  const rate = r.rate ?? NaN;
+  const kept = r.ok && !r.timeout && r.errors === 0 && rate >= 0.95 * s.pacedRate;
+  return { pacedCpu: kept && done > 0 ? (1e6 * (pc.user + pc.sys)) / done : NaN, pacedRate: rate };
 }
 
 async function measureIdle(target: TargetName, rep: number, o: StartOptions, lg: Loadgen, s: Settings): Promise<Sample> {
@@ -948,6 +990,13 @@ export function issue15(samples: readonly Sample[], s: Settings, targets: readon
       for (const t of ['socksmith-default', 'socksmith-on'] as const) {
         if (has(t)) L.push(`| CPU per handshake, ${TARGET_TITLE[t]} ÷ Node floor${t === 'socksmith-default' ? ' (goal ≤ 1.15×)' : ''} | ${ratioCell(pairedRatios(samples, 'handshake', t, 'node-floor', cpu))} |`);
       }
+    }
+    if (s.pacedRate > 0 && has('socksmith-default') && has('node-floor')) {
+      // The same two at one offered rate (measurePaced): the load core idles alike for both.
+      const paced = (x: Sample) => (x.phase === 'handshake' ? x.extra?.pacedCpu : undefined);
+      for (const t of PACED_TARGETS) L.push(`| proxy CPU per handshake at ${fmt(s.pacedRate, 0)}/s offered, ${TARGET_TITLE[t]}, µs | ${cell('handshake', t, paced, 0)} |`);
+      L.push(`| CPU per handshake at ${fmt(s.pacedRate, 0)}/s offered, ${TARGET_TITLE['socksmith-default']} ÷ Node floor | ${ratioCell(pairedRatios(samples, 'handshake', 'socksmith-default', 'node-floor', paced))} |`);
+      rows++;
     }
   }
   if (s.phases.includes('bulk-down') && has('dante')) {

@@ -39,12 +39,13 @@ function sample(phase: Sample['phase'], target: Sample['target'], run: number, r
 
 const SAMPLES: Sample[] = [
   // Handshakes: defaults at info vs at warn, and the Node floor; CPU per handshake in µs.
-  sample('handshake', 'socksmith-default', 1, 1, 900, { proxyCpuPerUnit: 300 }),
+  sample('handshake', 'socksmith-default', 1, 1, 900, { proxyCpuPerUnit: 300, extra: { pacedCpu: 240, pacedRate: 3000 } }),
   sample('handshake', 'socksmith-default-warn', 1, 1, 1000, { proxyCpuPerUnit: 200 }),
-  sample('handshake', 'node-floor', 1, 1, 2000, { proxyCpuPerUnit: 150 }),
-  sample('handshake', 'socksmith-default', 1, 2, 800, { proxyCpuPerUnit: 330 }),
+  sample('handshake', 'node-floor', 1, 1, 2000, { proxyCpuPerUnit: 150, extra: { pacedCpu: 200, pacedRate: 3000 } }),
+  // Repetition 2: socksmith did not keep up with the paced rate (pacedCpu NaN): no paced pair.
+  sample('handshake', 'socksmith-default', 1, 2, 800, { proxyCpuPerUnit: 330, extra: { pacedCpu: NaN, pacedRate: 2500 } }),
   sample('handshake', 'socksmith-default-warn', 1, 2, 1000, { proxyCpuPerUnit: 220 }),
-  sample('handshake', 'node-floor', 1, 2, 2000, { proxyCpuPerUnit: 150 }),
+  sample('handshake', 'node-floor', 1, 2, 2000, { proxyCpuPerUnit: 150, extra: { pacedCpu: 180, pacedRate: 3000 } }),
   // Bulk: two separate runs of one repetition each.
   sample('bulk-down', 'socksmith-default', 1, 1, 1200),
   sample('bulk-down', 'dante', 1, 1, 1000),
@@ -85,6 +86,10 @@ test('bench: the markdown report names command, commit, date and runs, puts the 
   assert.ok(md.includes('| proxy CPU per handshake, socksmith (defaults), µs | 315 (300–330) |'), md.join('\n'));
   assert.ok(md.includes('| proxy CPU per handshake, Node floor, µs | 150 (150–150) |'), md.join('\n'));
   assert.ok(md.includes('| CPU per handshake, socksmith (defaults) ÷ Node floor (goal ≤ 1.15×) | 2.10× (2.00–2.20, n=2) |'), md.join('\n'));
+  // The paced run (3,000/s offered by default): the same two proxies under the same load.
+  assert.ok(md.includes('| proxy CPU per handshake at 3,000/s offered, socksmith (defaults), µs | 240 |'), md.join('\n'));
+  assert.ok(md.includes('| proxy CPU per handshake at 3,000/s offered, Node floor, µs | 190 (180–200) |'), md.join('\n'));
+  assert.ok(md.includes('| CPU per handshake at 3,000/s offered, socksmith (defaults) ÷ Node floor | 1.20× (n=1) |'), md.join('\n'));
   assert.ok(md.includes('| bulk, 1 stream down, socksmith (defaults) ÷ dante-server (goal ≥ 1.2×) | 1.35× (1.20–1.50, n=2) |'), md.join('\n'));
   assert.ok(md.includes("| … each separate run's median (2 runs) | 1.20×, 1.50×; range 1.20–1.50× |"), md.join('\n'));
   assert.ok(md.includes('| idle tunnels held at the defaults (of 9,900 asked) | 9,900 |'), md.join('\n'));
@@ -95,6 +100,15 @@ test('bench: the udp phase is in the default phases and --udp-count is parsed an
   assert.equal(parseSettings([]).udpCount, 50_000);
   assert.equal(parseSettings(['--quick']).udpCount, 10_000);
   assert.equal(parseSettings(['--udp-count', '5']).udpCount, 100);
+});
+
+test('bench: --paced-rate is parsed (default 3000, 0 turns the paced run off) and bounded', () => {
+  assert.equal(parseSettings([]).pacedRate, 3000);
+  assert.equal(parseSettings(['--paced-rate', '0']).pacedRate, 0);
+  assert.equal(parseSettings(['--paced-rate', '2500']).pacedRate, 2500);
+  assert.equal(parseSettings(['--paced-rate', '9999999']).pacedRate, 100_000);
+  const off = report(SAMPLES, parseSettings(['--phases', 'handshake', '--paced-rate', '0']), { when: 'w', command: 'c', socksmith: 's', runs: '1' });
+  assert.ok(!off.includes('offered'), off);
 });
 
 test('bench: the udp figures (64 and 512 B) sit beside dante-server with the ratio socksmith ÷ dante and the loss', () => {

@@ -65,6 +65,7 @@ export { FrontEndRegistry } from './kernel/detect.js';
 export { CommandRegistry, type CommandHandler, type StreamControl } from './kernel/commands.js';
 export type { DestinationCheck, UsersStore } from './di/services.js';
 export { EarlyData } from './kernel/early-data.js';
+export { deriveDispatchOptions } from './kernel/connect-abort.js';
 export {
   Channels,
   type ConnectionAcceptedMessage,

@@ -13,7 +13,7 @@
  * @packageDocumentation
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Command, inject, injectable, Stage, Tokens, type Dispatch, type PluginApi, type SocksmithPlugin } from 'socksmith';
+import { Command, deriveDispatchOptions, inject, injectable, Stage, Tokens, type Dispatch, type PluginApi, type SocksmithPlugin } from 'socksmith';
 
 const PLUGIN_NAME = 'optimistic-data';
 
@@ -27,7 +27,7 @@ export type OptimisticDataOptions = Static<typeof OptimisticDataOptionsSchema>;
 export function optimisticData(next: Dispatch): Dispatch {
   return (destination, conn, o) =>
     o.command === Command.CONNECT && o.early === undefined && o.held !== undefined
-      ? next(destination, conn, { command: o.command, signal: o.signal, early: o.held, held: o.held })
+      ? next(destination, conn, deriveDispatchOptions(o, { early: o.held }))
       : next(destination, conn, o);
 }
 

@@ -22,6 +22,7 @@ import type { UpstreamStream } from '../upstream/types.js';
 import { UpstreamError } from '../errors.js';
 import { ConnectionContext, type Credentials, type SignalSource } from './context.js';
 import { EarlyData } from './early-data.js';
+import type { ConnectAbort } from './connect-abort.js';
 import { channels } from './diagnostics.js';
 import { type AuthDecision, type DataInfo, type HandshakeOutcome, type Reply, type Takeover, callBail, isTapped, isThenable } from './hooks.js';
 import type { ClientSession, FrontEnd, ReplyEncoder, StreamRequest } from './front/types.js';
@@ -103,7 +104,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
   /** Created on first use of `ctx.signal`; aborted by the teardown. */
   private abort: AbortController | undefined;
   /** The connect in progress, aborted directly by the teardown. */
-  connectAbort: AbortController | undefined;
+  connectAbort: ConnectAbort | undefined;
   /** onData's second argument per direction, built when a plugin taps onData. */
   private upInfoObj: DataInfo | undefined;
   private downInfoObj: DataInfo | undefined;

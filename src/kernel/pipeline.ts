@@ -19,6 +19,7 @@ import { onionProblem } from '../protocol/onion.js';
 import { repForError } from '../upstream/errors.js';
 import { type UpstreamStream, isStream } from '../upstream/types.js';
 import { type CommandEntry, CommandStream } from './commands.js';
+import { ConnectAbort, lazyDispatchOptions } from './connect-abort.js';
 import type { Connection } from './connection.js';
 import { onClientData, onClientEndEarly, onIdleTimeout } from './connection.js';
 import { channels } from './diagnostics.js';
@@ -29,7 +30,7 @@ import { relay } from './relay.js';
 import { adopt, discard as discardSocket } from './socket-owner.js';
 import { WideReplyCodes } from './stream-keys.js';
 
-function onConnectTimeout(ac: AbortController, timeout: number): void {
+function onConnectTimeout(ac: ConnectAbort, timeout: number): void {
   ac.abort(new UpstreamError(Rep.TTL_EXPIRED, `connect timeout after ${timeout} ms`, { code: 'SOCKSMITH_ERR_UPSTREAM_TIMEOUT' }));
 }
 
@@ -177,7 +178,8 @@ export function defaultDecision(c: Connection, request: SocksRequest): Reply | u
 export async function connect(c: Connection, destination: SocksAddress, encodeReply: ReplyEncoder): Promise<void> {
   const ctx = c.ctx;
   const timeout = c.kernel.config.timeouts.connect;
-  const ac = new AbortController();
+  // The signal in the options is built only if something reads it (connect-abort.ts).
+  const ac = new ConnectAbort();
   c.connectAbort = ac;
   const timer = setTimeout(onConnectTimeout, timeout, ac, timeout);
   let up: UpstreamStream;
@@ -186,7 +188,7 @@ export async function connect(c: Connection, destination: SocksAddress, encodeRe
   ctx.upstream ??= dispatch.upstreamName;
   try {
     // `early` stays undefined unless an interceptor grants early sending (optimistic-data): the held bytes then go with the connect.
-    const r = await dispatch.run(destination, ctx, { command: Command.CONNECT, signal: ac.signal, early: undefined, held: c.early });
+    const r = await dispatch.run(destination, ctx, lazyDispatchOptions(Command.CONNECT, undefined, c.early, ac));
     if (!isStream(r)) throw new UpstreamError(r.rep === Rep.SUCCEEDED ? Rep.GENERAL_FAILURE : r.rep, 'an upstream interceptor answered CONNECT with a reply, not a stream');
     up = r;
   } catch (err) {

@@ -18,6 +18,7 @@ import { Rep } from '../protocol/constants.js';
 import { repForError } from './errors.js';
 import { type SocketOwner, adopt, discard, release } from '../kernel/socket-owner.js';
 import { RELAY_ONREAD } from '../kernel/relay.js';
+import { type ConnectAbort, connectAbortOf } from '../kernel/connect-abort.js';
 import type { ConnectOptions, Upstream, UpstreamStream } from './types.js';
 
 /** Connects directly from this host. */
@@ -54,8 +55,12 @@ export class DirectUpstream implements Upstream {
       // A .onion name can never be reached without Tor, and must never reach DNS.
       return Promise.reject(new UpstreamError(Rep.HOST_UNREACHABLE, `${destination.host}: .onion needs an onion-capable upstream`));
     }
-    const { signal, early } = options;
-    if (signal.aborted) return Promise.reject(signal.reason);
+    const early = options.early;
+    // The kernel's connects are aborted through their ConnectAbort, without building an
+    // AbortSignal (src/kernel/connect-abort.ts); other callers' through `options.signal`.
+    const fast = connectAbortOf(options);
+    const signal = fast === undefined ? options.signal : undefined;
+    if (fast !== undefined ? fast.aborted : signal!.aborted) return Promise.reject(fast !== undefined ? fast.reason : signal!.reason);
     return new Promise<UpstreamStream>((resolve, reject) => {
       const local = this.options.localAddress;
       // An IP literal needs neither a lookup nor Happy Eyeballs: the plain connect is cheaper
@@ -79,13 +84,14 @@ export class DirectUpstream implements Upstream {
       // One object per attempt, no closures: it is the socket's owner until the connect settles
       // (its one 'error' listener goes on before anything else can touch the socket; see
       // docs/architecture.md, "Socket ownership") and the abort signal's listener (`handleEvent`).
-      const attempt = new ConnectAttempt(socket, destination, signal, resolve, reject);
+      const attempt = new ConnectAttempt(socket, destination, fast, signal, resolve, reject);
       adopt(socket, attempt);
       // Writes before 'connect' are queued by node and go out the moment TCP connects: for a direct
       // stream that *is* optimistic data. A write that fails (EPIPE, ECONNRESET) is an 'error'
       // like any other: before 'connect' it fails this attempt, after it the kernel gets it.
       if (early) early.attach(socket);
-      signal.addEventListener('abort', attempt, { once: true });
+      if (fast !== undefined) fast.listen(attempt);
+      else signal!.addEventListener('abort', attempt, { once: true });
       (socket as AttemptSocket)[kAttempt] = attempt;
       socket.once('connect', onAttemptConnect);
     });
@@ -109,7 +115,8 @@ class ConnectAttempt implements SocketOwner {
   constructor(
     private readonly socket: AttemptSocket,
     private readonly destination: SocksAddress,
-    private readonly signal: AbortSignal,
+    private readonly fast: ConnectAbort | undefined,
+    private readonly signal: AbortSignal | undefined,
     private readonly resolve: (s: UpstreamStream) => void,
     private readonly reject: (err: unknown) => void,
   ) {}
@@ -123,13 +130,13 @@ class ConnectAttempt implements SocketOwner {
     this.reject(err instanceof UpstreamError ? err : new UpstreamError(repForError(err), `connect ${d.host}:${d.port}: ${errorMessage(err)}`, { cause: err }));
   }
 
-  /** The signal aborted (timeout, client gone). */
+  /** The connect was aborted (timeout, client gone). */
   handleEvent(): void {
     if (this.settled) return;
     this.settle();
     // An error already queued for this socket (ENETUNREACH) lands on DISCARD, not on nothing.
     discard(this.socket);
-    this.reject(this.signal.reason);
+    this.reject(this.fast !== undefined ? this.fast.reason : this.signal!.reason);
   }
 
   connected(): void {
@@ -153,7 +160,8 @@ class ConnectAttempt implements SocketOwner {
 
   private settle(): void {
     this.settled = true;
-    this.signal.removeEventListener('abort', this);
+    if (this.fast !== undefined) this.fast.unlisten(this);
+    else this.signal!.removeEventListener('abort', this);
     if (this.socket[kAttempt] === this) {
       this.socket[kAttempt] = undefined;
       this.socket.removeListener('connect', onAttemptConnect);

@@ -33,6 +33,9 @@ export class ConnectAbort {
   /** The reason given to {@link abort}. */
   reason: unknown = undefined;
 
+  /** @param timeoutMs the connect timeout in force (for the timeout's message) */
+  constructor(readonly timeoutMs = 0) {}
+
   /** True once {@link signal} was read (its `AbortSignal` exists). */
   get built(): boolean {
     return this.controller !== undefined;

@@ -76,9 +76,6 @@ export function onIdleTimeout(this: ClientSocket): void {
   c.ctx.log.debug('idle timeout');
   c.finish();
 }
-function onHandshakeTimeout(c: Connection): void {
-  c.handshakeTimeout();
-}
 function onLingerTimeout(c: Connection): void {
   c.finish();
 }
@@ -95,7 +92,6 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
   greeted = false;
   /** onGreeting passed on a first byte other than 05 and a plugin's front end needs more bytes to decide. */
   detecting = false;
-  handshakeTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
   early: EarlyData | undefined;
   upstream: UpstreamStream | undefined;
@@ -150,8 +146,8 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
     s.on('data', onClientData);
     s.on('close', onClientClose);
     s.on('end', onClientEndEarly);
-    this.handshakeTimer = setTimeout(onHandshakeTimeout, this.kernel.config.timeouts.handshake, this);
-    this.handshakeTimer.unref?.();
+    // timeouts.handshake: the kernel's one queue of handshake deadlines (deadlines.ts), not a timer each.
+    this.kernel.handshakeDeadlines.add(this);
     if (initial && initial.length > 0) this.handshakeData(initial);
     // A PROXY-protocol listener hands the socket over paused; resume unless the bytes already
     // read are over the handshake bound (then the handshake resumes it when it catches up).
@@ -382,7 +378,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
   endWith(bytes: Buffer | undefined): void {
     if (this.isClosed()) return;
     this.phase = 'closing';
-    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.kernel.handshakeDeadlines.delete(this);
     this.early?.discard();
     this.socket.removeListener('data', onClientData);
     this.socket.on('data', discard); // drain and discard whatever the client still sends
@@ -432,7 +428,7 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
     if (this.phase === 'closed') return;
     const wasRelaying = this.phase === 'relay';
     this.phase = 'closed';
-    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.kernel.handshakeDeadlines.delete(this);
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     // Explicit reasons: abort() without one builds a DOMException per connection (measurable).
     this.connectAbort?.abort(CLIENT_GONE);

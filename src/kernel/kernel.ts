@@ -25,8 +25,20 @@ import { logConnectionRefused } from './access-log.js';
 import { channels } from './diagnostics.js';
 import { clientKey } from './client-key.js';
 import { discard } from './socket-owner.js';
+import { DeadlineQueue } from './deadlines.js';
+import type { ConnectAbort } from './connect-abort.js';
+import { UpstreamError } from '../errors.js';
+import { Rep } from '../protocol/constants.js';
 
 /** True for a loopback client address (127.0.0.0/8, ::1; IPv4-mapped already unmapped). */
+function onHandshakeDeadline(c: Connection): void {
+  c.handshakeTimeout();
+}
+
+function onConnectDeadline(a: ConnectAbort): void {
+  a.abort(new UpstreamError(Rep.TTL_EXPIRED, `connect timeout after ${a.timeoutMs} ms`, { code: 'SOCKSMITH_ERR_UPSTREAM_TIMEOUT' }));
+}
+
 function isLoopbackClient(address: string): boolean {
   return address === '::1' || address.startsWith('127.');
 }
@@ -80,7 +92,18 @@ export class Kernel {
   ) {
     this.dispatch = new UpstreamDispatch(upstream, interceptors);
     this.resolution = names;
+    this.handshakeDeadlines = new DeadlineQueue<Connection>(config.timeouts.handshake, onHandshakeDeadline);
+    this.connectDeadlines = new DeadlineQueue<ConnectAbort>(config.timeouts.connect, onConnectDeadline);
   }
+
+  /**
+   * @internal `timeouts.handshake` of every connection still in its handshake (or with a front
+   * end that has not opened a stream yet): one timer for all of them (deadlines.ts).
+   */
+  readonly handshakeDeadlines: DeadlineQueue<Connection>;
+
+  /** @internal `timeouts.connect` of every CONNECT under way (pipeline.ts `connect`). */
+  readonly connectDeadlines: DeadlineQueue<ConnectAbort>;
 
   /**
    * Name resolution as a chain: plugins add interceptors in `apply()`

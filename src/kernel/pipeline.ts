@@ -30,9 +30,6 @@ import { relay } from './relay.js';
 import { adopt, discard as discardSocket } from './socket-owner.js';
 import { WideReplyCodes } from './stream-keys.js';
 
-function onConnectTimeout(ac: ConnectAbort, timeout: number): void {
-  ac.abort(new UpstreamError(Rep.TTL_EXPIRED, `connect timeout after ${timeout} ms`, { code: 'SOCKSMITH_ERR_UPSTREAM_TIMEOUT' }));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Commands a plugin registered (api.commands)
@@ -115,7 +112,7 @@ export async function runStream(c: Connection, sent: SocksRequest, encodeReply: 
   c.phase = 'request';
   c.kernel.handshakeDone(c);
   if (channels.request.hasSubscribers) channels.request.publish({ conn: ctx, handshakeMs: c.kernel.clock.now() - ctx.acceptedAt });
-  if (c.handshakeTimer) clearTimeout(c.handshakeTimer);
+  c.kernel.handshakeDeadlines.delete(c);
   c.early = new EarlyData(c.kernel.config.limits.earlyData, c.socket);
   if (leftover.length > 0) pushEarly(c, Buffer.from(leftover));
   if (c.socket.isPaused() && c.early.bytes < c.kernel.config.limits.earlyData) c.socket.resume();
@@ -177,11 +174,12 @@ export function defaultDecision(c: Connection, request: SocksRequest): Reply | u
 
 export async function connect(c: Connection, destination: SocksAddress, encodeReply: ReplyEncoder): Promise<void> {
   const ctx = c.ctx;
-  const timeout = c.kernel.config.timeouts.connect;
-  // The signal in the options is built only if something reads it (connect-abort.ts).
-  const ac = new ConnectAbort();
+  // The signal in the options is built only if something reads it (connect-abort.ts); the
+  // timeout is the kernel's one queue of connect deadlines (deadlines.ts), not a timer each.
+  const deadlines = c.kernel.connectDeadlines;
+  const ac = new ConnectAbort(deadlines.durationMs);
   c.connectAbort = ac;
-  const timer = setTimeout(onConnectTimeout, timeout, ac, timeout);
+  deadlines.add(ac);
   let up: UpstreamStream;
   const connectStart = c.kernel.clock.now();
   const dispatch = c.kernel.dispatch;
@@ -204,7 +202,7 @@ export async function connect(c: Connection, destination: SocksAddress, encodeRe
     await answer(c, { rep }, encodeReply);
     return;
   } finally {
-    clearTimeout(timer);
+    deadlines.delete(ac);
     c.connectAbort = undefined;
   }
   if (c.isClosed()) {

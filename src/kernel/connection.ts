@@ -109,6 +109,8 @@ export class Connection implements SignalSource, SocketOwner, ClientSession, Str
   fallbackBytes: Buffer | undefined;
   /** The front end's reply encoder for the stream (set when the request arrives). */
   encoder: ReplyEncoder | undefined;
+  /** The client's key for the per-client budgets (kernel.ts `clientKey`), computed once at accept. */
+  clientKey = '';
   /** How the handshake ended when no request came (set where it ends; default client_closed). */
   outcome: HandshakeOutcome | undefined;
 

@@ -237,6 +237,7 @@ export class Kernel {
       log: this.logger,
       signal: undefined,
     });
+    conn.clientKey = key;
     const onAccept = this.hooks.onAccept;
     if (isTapped(onAccept)) {
       let verdict: false | undefined;
@@ -285,7 +286,7 @@ export class Kernel {
   /** @internal A connection's handshake is over (its request arrived): it is no longer shed under pressure. */
   handshakeDone(conn: Connection): void {
     if (!this.budget.handshakes.delete(conn)) return;
-    const a = clientKey(conn.ctx.clientAddress);
+    const a = conn.clientKey;
     const mine = this.budget.handshakesByClient.get(a);
     mine?.delete(conn);
     if (mine?.size === 0) this.budget.handshakesByClient.delete(a);
@@ -321,7 +322,7 @@ export class Kernel {
     if (!this.live.delete(conn)) return;
     this.handshakeDone(conn);
     this.budget.total--;
-    const a = clientKey(conn.ctx.clientAddress);
+    const a = conn.clientKey;
     const n = (this.budget.perClient.get(a) ?? 1) - 1;
     if (n <= 0) this.budget.perClient.delete(a);
     else this.budget.perClient.set(a, n);

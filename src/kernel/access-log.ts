@@ -12,6 +12,7 @@
  * destination, client and user strings (src/logger.ts), the one scrub path.
  * @packageDocumentation
  */
+import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../errors.js';
 import { type Logger, isSafeLogging, jsonLineStream } from '../logger.js';
 import { formatAddress } from '../protocol/address.js';
@@ -19,22 +20,45 @@ import { commandName, repName } from '../protocol/constants.js';
 import type { ConnectionContext } from './context.js';
 import type { Kernel } from './kernel.js';
 
-// Characters a JSON string cannot hold as they are: quote, backslash, controls, lone surrogates.
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+/**
+ * True when `s` holds a character a JSON string cannot hold as it is: a quote, a backslash, a
+ * control character or a lone surrogate (any surrogate, to keep the test simple: a name with one
+ * is escaped by JSON.stringify, which writes a valid pair as it is). A loop, not a RegExp: the
+ * access line tests a few short strings per stream, where a RegExp call costs more than the scan.
+ */
+function needsEscape(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return true;
+  }
+  return false;
+}
 
 /** `s` as a JSON string: quoted as it is when nothing needs escaping, else by JSON.stringify. */
 function str(s: string): string {
-  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
+  return needsEscape(s) ? JSON.stringify(s) : `"${s}"`;
 }
 
 let isoMs = -1;
 let isoText = '';
-/** `new Date().toISOString()`, built once per millisecond (a busy proxy closes several streams in one). */
+/** Date.now() − performance.now(), refreshed once a second (a clock step shows within a second). */
+let wallOffset = 0;
+let wallOffsetAt = Number.NEGATIVE_INFINITY;
+/**
+ * The time as `new Date().toISOString()` gives it, from the monotonic clock plus an offset to the
+ * wall clock read once a second, and formatted once per millisecond: a busy proxy closes several
+ * streams in one, and `Date.now()` is a runtime call each time.
+ */
 function isoNow(): string {
-  const now = Date.now();
-  if (now !== isoMs) {
-    isoMs = now;
-    isoText = new Date(now).toISOString();
+  const mono = performance.now();
+  if (mono - wallOffsetAt >= 1000) {
+    wallOffset = Date.now() - mono;
+    wallOffsetAt = mono;
+  }
+  const ms = Math.floor(wallOffset + mono);
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
   }
   return isoText;
 }
@@ -55,7 +79,7 @@ export function logStreamClosed(kernel: Kernel, ctx: ConnectionContext, err: Err
   const fast = jsonLineStream(kernel.logger);
   if (fast) {
     fast.stream.write(
-      `{"level":"info","time":"${isoNow()}"${fast.bindings},"conn":${ctx.id},"client":${str(ctx.clientAddress)}${opt('user', ctx.user)},"version":${ctx.version},"command":${str(commandName(request.command))},"destination":${str(formatAddress(request.destination))}${opt('upstream', ctx.upstream)}${opt('reply', ctx.reply === undefined ? undefined : repName(ctx.reply))}${opt('refused', ctx.refusal)}${opt('failure', ctx.failure)},"bytesUp":${ctx.bytesUp},"bytesDown":${ctx.bytesDown},"durationMs":${durationMs}${opt('err', err ? errorMessage(err) : undefined)},"msg":"stream closed"}\n`,
+      `{"level":"info","time":"${isoNow()}"${fast.bindings},"conn":${ctx.id},"client":${str(ctx.clientAddress)}${opt('user', ctx.user)},"version":${ctx.version},"command":"${commandName(request.command)}","destination":${str(formatAddress(request.destination))}${opt('upstream', ctx.upstream)}${ctx.reply === undefined ? '' : `,"reply":"${repName(ctx.reply)}"`}${opt('refused', ctx.refusal)}${opt('failure', ctx.failure)},"bytesUp":${ctx.bytesUp},"bytesDown":${ctx.bytesDown},"durationMs":${durationMs}${opt('err', err ? errorMessage(err) : undefined)},"msg":"stream closed"}\n`,
     );
     return;
   }

@@ -255,6 +255,11 @@ test('the preformatted access line is the line pino writes: same keys in the sam
       await c.waitEnd().catch(() => undefined);
     }
     const [fastLine] = await linesOf(fast, 'stream closed');
+    // The time comes from the monotonic clock and an offset to the wall clock (access-log.ts
+    // isoNow): an ISO time with milliseconds, and the wall clock's, not some other clock's.
+    const time = (fastLine as { time?: unknown }).time;
+    assert.match(String(time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.ok(Math.abs(Date.parse(String(time)) - Date.now()) < 10_000, `time ${String(time)} is the wall clock's`);
     await waitFor(() => plainLines.some((l) => l.includes('"stream closed"')), 'the pino line');
     lines.push(JSON.stringify(fastLine), plainLines.find((l) => l.includes('"stream closed"'))!);
     const [a, b] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);

@@ -47,12 +47,12 @@ test('the destination half-closes first: the client reads everything and EOF, an
   await waitFor(() => destSawEnd, 3000, 'EOF forwarded to the destination');
 });
 
-test('the destination half-closes first, then 8 MiB from the client and its EOF: a slow destination reads every byte, then a clean EOF, never a reset', async () => {
-  // When the client's EOF comes, the destination's direction is already over: the relay closes
-  // the upstream socket instead of shutting it down (relay.ts `ended`), which must still deliver
-  // everything queued, in the kernel or in node, before the FIN.
-  const size = 8 * 1024 * 1024;
-  const up = randomBytes(size);
+/**
+ * A destination that says "go" and half-closes at once, then reads what the client sends
+ * (`slow`: pausing 1 ms after each chunk). `send` writes the client's bytes and its EOF; resolves
+ * with what the destination read once it saw EOF, and asserts that it saw no error (a reset).
+ */
+async function afterDestinationHalfClose(slow: boolean, send: (c: RawClient) => void): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let destEnd = false;
   let destError: Error | undefined;
@@ -61,6 +61,7 @@ test('the destination half-closes first, then 8 MiB from the client and its EOF:
     s.on('error', (e) => (destError = e));
     s.on('data', (d: Buffer) => {
       chunks.push(d);
+      if (!slow) return;
       s.pause();
       setTimeout(() => s.resume(), 1);
     });
@@ -69,32 +70,28 @@ test('the destination half-closes first, then 8 MiB from the client and its EOF:
   servers.push(dest);
   const c = await tunnelTo(dest.port);
   assert.equal((await c.readToEnd(3000)).toString(), 'go');
-  c.write(up);
-  c.end();
+  send(c);
   await waitFor(() => destEnd || destError !== undefined, 20_000, 'EOF at the destination');
   assert.equal(destError, undefined);
-  const got = Buffer.concat(chunks);
-  assert.equal(got.length, size);
+  return Buffer.concat(chunks);
+}
+
+test('the destination half-closes first, then 8 MiB from the client and its EOF: a slow destination reads every byte, then a clean EOF, never a reset', async () => {
+  // When the client's EOF comes, the destination's direction is already over: the relay closes
+  // the upstream socket instead of shutting it down (relay.ts `ended`), which must still deliver
+  // everything queued, in the kernel or in node, before the FIN.
+  const up = randomBytes(8 * 1024 * 1024);
+  const got = await afterDestinationHalfClose(true, (c) => {
+    c.write(up);
+    c.end();
+  });
+  assert.equal(got.length, up.length);
   assert.ok(got.equals(up), 'the bytes arrive in order');
 });
 
 test('the destination half-closes first, then one small write and the client EOF: it arrives, then a clean EOF', async () => {
-  const chunks: Buffer[] = [];
-  let destEnd = false;
-  let destError: Error | undefined;
-  const dest = await startTcpServer((s: net.Socket) => {
-    s.end('go');
-    s.on('error', (e) => (destError = e));
-    s.on('data', (d: Buffer) => chunks.push(d));
-    s.on('end', () => (destEnd = true));
-  });
-  servers.push(dest);
-  const c = await tunnelTo(dest.port);
-  assert.equal((await c.readToEnd(3000)).toString(), 'go');
-  c.socket.end('last words');
-  await waitFor(() => destEnd || destError !== undefined, 3000, 'EOF at the destination');
-  assert.equal(destError, undefined);
-  assert.equal(Buffer.concat(chunks).toString(), 'last words');
+  const got = await afterDestinationHalfClose(false, (c) => c.socket.end('last words'));
+  assert.equal(got.toString(), 'last words');
 });
 
 test('the client half-closes first: the destination sees EOF after the data and its late answer still arrives', async () => {

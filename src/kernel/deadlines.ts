@@ -21,12 +21,10 @@ export class DeadlineQueue<T> {
    * @param durationMs how long after {@link add} an item expires
    * @param onExpire called once for each item that expires (after it left the queue); a throw
    *   is not caught here, so it must not throw
-   * @param ref keep the process alive while the timer is armed (default: no)
    */
   constructor(
     readonly durationMs: number,
     private readonly onExpire: (item: T) => void,
-    private readonly ref = false,
   ) {}
 
   /** Start `item`'s deadline (again, from now, if it was already there). */
@@ -56,8 +54,9 @@ export class DeadlineQueue<T> {
 
   private arm(at: number): void {
     // +1: setTimeout rounds to whole milliseconds and may fire a fraction early.
+    // Unref'd: a deadline never keeps the process alive (the sockets it times do, while they are open).
     this.timer = setTimeout(this.fire, Math.max(0, Math.ceil(at - performance.now())) + 1);
-    if (!this.ref) this.timer.unref();
+    this.timer.unref();
   }
 
   private expire(): void {

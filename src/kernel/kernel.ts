@@ -30,15 +30,17 @@ import type { ConnectAbort } from './connect-abort.js';
 import { UpstreamError } from '../errors.js';
 import { Rep } from '../protocol/constants.js';
 
-/** True for a loopback client address (127.0.0.0/8, ::1; IPv4-mapped already unmapped). */
+/** timeouts.handshake ran out for `c` (it ends the connection only while it is still in its handshake). */
 function onHandshakeDeadline(c: Connection): void {
   c.handshakeTimeout();
 }
 
+/** timeouts.connect ran out: the connect is aborted with REP 06. */
 function onConnectDeadline(a: ConnectAbort): void {
   a.abort(new UpstreamError(Rep.TTL_EXPIRED, `connect timeout after ${a.timeoutMs} ms`, { code: 'SOCKSMITH_ERR_UPSTREAM_TIMEOUT' }));
 }
 
+/** True for a loopback client address (127.0.0.0/8, ::1; IPv4-mapped already unmapped). */
 function isLoopbackClient(address: string): boolean {
   return address === '::1' || address.startsWith('127.');
 }

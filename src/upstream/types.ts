@@ -13,8 +13,6 @@ import type { ConnectionContext } from '../kernel/context.js';
 import type { EarlyData } from '../kernel/early-data.js';
 import type { Reply } from '../kernel/hooks.js';
 import type { SocksAddress } from '../protocol/address.js';
-// For {@link deriveDispatchOptions} in the docs.
-import type { deriveDispatchOptions } from '../kernel/connect-abort.js';
 
 /** Options for one connect. */
 export interface ConnectOptions {
@@ -22,7 +20,7 @@ export interface ConnectOptions {
    * Aborted on connect timeout (reason: an UpstreamError with rep 06) or when the client goes away.
    * In the kernel's CONNECT options it is built when first read (a getter; src/kernel/connect-abort.ts),
    * already aborted if the connect was: read it only when you need it, and pass changed options
-   * on with {@link deriveDispatchOptions} to keep it unbuilt.
+   * on with `deriveDispatchOptions()` (exported by socksmith) to keep it unbuilt.
    */
   readonly signal: AbortSignal;
   /**
